@@ -1,0 +1,23 @@
+"""pongxp: a policy-gradient agent that learns Pong from pixels, on NumPy or CuPy.
+
+The package is one module per job:
+
+- ``config``      every hyperparameter and setting, with validation
+- ``backend``     picks the array namespace ``xp`` (NumPy, CuPy or array-api-strict)
+                  and moves data between host and device; the only module that
+                  knows which library it is
+- ``preprocess``  210x160x3 screen -> 6400 binary pixels (host)
+- ``policy``      weight init, forward pass, backward pass (``xp`` math)
+- ``returns``     discounted, per-point returns and their standardisation (``xp``)
+- ``optim``       RMSProp (``xp``)
+- ``update``      one policy-gradient update over a batch of episodes (``xp``)
+- ``batch``       stacks episodes into one compact host batch
+- ``rollout``     plays episodes in the ALE emulator on the CPU
+- ``workers``     runs several rollout actors in parallel processes
+- ``checkpoint``  atomic save, strict load
+- ``metrics``     the per-episode JSONL log
+- ``trainer``     the training loop
+- ``cli``         the ``train.py`` / ``python -m pongxp`` command line
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from pongxp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,235 @@
+"""The array namespace ``xp`` and the host <-> device boundary.
+
+This is the only module that knows whether the math runs on NumPy (CPU), CuPy
+(NVIDIA GPU) or array-api-strict (a CPU stand-in used by the tests to catch
+NumPy-only calls). Everything else receives ``backend.xp`` and arrays from it.
+
+The frame matrix X of a batch is the one object that is not a plain ``xp``
+array: it is CSR-sparse on NumPy (scipy) and CuPy (cupyx), dense otherwise.
+The math only ever uses ``X @ A`` and ``X.T @ B`` on it, which all three
+support, and gets ``xp`` arrays back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pongxp.batch import HostBatch
+
+GPU_INSTALL_HINT = "pip install 'pongxp[cuda12]' (CUDA 12) or 'pongxp[cuda13]' (CUDA 13)"
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DeviceBatch:
+    """A batch on the device, ready for ``update.policy_gradient``.
+
+    Attributes:
+        frames: (T, D) matrix of -1/0/+1 in the math dtype; sparse or dense,
+            supports ``@`` and ``.T``.
+        ups: (T,) math dtype, 1.0 where the action was up.
+        rewards: (T,) math dtype.
+        episode_id: (T,) int32, 0..E-1, which episode each step belongs to.
+        num_episodes: E.
+    """
+
+    frames: Any
+    ups: Any
+    rewards: Any
+    episode_id: Any
+    num_episodes: int
+
+
+class Backend:
+    """NumPy on the CPU. Subclasses swap in CuPy or array-api-strict."""
+
+    name = "cpu"
+
+    def __init__(self, dtype: str = "float32", sparse: bool = True) -> None:
+        import array_api_compat.numpy as xp
+
+        self.xp: Any = xp
+        self.dtype_name = dtype
+        self.dtype: Any = getattr(xp, dtype)
+        self.sparse = sparse
+
+    def __repr__(self) -> str:
+        kind = "sparse" if self.sparse else "dense"
+        return f"{type(self).__name__}({self.dtype_name}, {kind} frames)"
+
+    # -- host <-> device ---------------------------------------------------
+    def asarray(self, host: np.ndarray) -> Any:
+        """Host array -> device array; floating arrays take the math dtype."""
+        if np.issubdtype(host.dtype, np.floating):
+            host = host.astype(self.dtype_name, copy=False)
+        return self._upload(np.ascontiguousarray(host))
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.asarray(array)
+
+    def sync(self) -> None:
+        """Wait for queued device work (a no-op on the CPU)."""
+
+    def batch_to_device(self, batch: HostBatch, input_size: int) -> DeviceBatch:
+        """Move one batch to the device in a single transfer.
+
+        All per-step arrays are packed into one int32 buffer, sent once, and cut
+        into views on the device.
+        """
+        n, nnz = batch.num_steps, int(batch.cols.shape[0])
+        episode_id = np.repeat(np.arange(batch.num_episodes, dtype=np.int32), batch.lengths)
+        packed = np.concatenate(
+            [batch.indptr, batch.cols, batch.signs, batch.ups, batch.rewards, episode_id],
+            dtype=np.int32,
+        )
+        dev = self._upload(packed)
+        bounds = [0, n + 1, n + 1 + nnz, n + 1 + 2 * nnz, 2 * n + 1 + 2 * nnz, 3 * n + 1 + 2 * nnz]
+        indptr, cols, signs, ups, rewards = (dev[a:b] for a, b in itertools.pairwise(bounds))
+        ep = dev[bounds[-1] :]
+        xp = self.xp
+        return DeviceBatch(
+            frames=self._frames(indptr, cols, xp.astype(signs, self.dtype), n, input_size),
+            ups=xp.astype(ups, self.dtype),
+            rewards=xp.astype(rewards, self.dtype),
+            episode_id=ep,
+            num_episodes=batch.num_episodes,
+        )
+
+    # -- library specifics -------------------------------------------------
+    def _upload(self, host: np.ndarray) -> Any:
+        return host
+
+    def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
+        if self.sparse:
+            import scipy.sparse
+
+            return scipy.sparse.csr_matrix((data, cols, indptr), shape=(rows, input_size))
+        return _dense_from_csr(np, indptr, cols, data, rows, input_size)
+
+
+class CupyBackend(Backend):
+    """CuPy on the current CUDA device; frames as cupyx CSR matrices."""
+
+    name = "gpu"
+
+    def __init__(self, dtype: str = "float32", sparse: bool = True) -> None:
+        import array_api_compat.cupy as xp
+        import cupy
+
+        self.cupy = cupy
+        self.xp = xp
+        self.dtype_name = dtype
+        self.dtype = getattr(xp, dtype)
+        self.sparse = sparse
+
+    def _upload(self, host: np.ndarray) -> Any:
+        return self.cupy.asarray(host)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return self.cupy.asnumpy(array)
+
+    def sync(self) -> None:
+        self.cupy.cuda.get_current_stream().synchronize()
+
+    def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
+        if self.sparse:
+            import cupyx.scipy.sparse
+
+            return cupyx.scipy.sparse.csr_matrix((data, cols, indptr), shape=(rows, input_size))
+        return _dense_from_csr(self.cupy, indptr, cols, data, rows, input_size)
+
+
+class StrictBackend(Backend):
+    """array-api-strict on the CPU with dense frames: the tests' portability check."""
+
+    name = "strict"
+
+    def __init__(self, dtype: str = "float32", sparse: bool = False) -> None:
+        import array_api_strict as xp
+
+        self.xp = xp
+        self.dtype_name = dtype
+        self.dtype = getattr(xp, dtype)
+        self.sparse = False
+
+    def _upload(self, host: np.ndarray) -> Any:
+        return self.xp.asarray(host)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.from_dlpack(array)
+
+    def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
+        host = _dense_from_csr(
+            np, self.to_host(indptr), self.to_host(cols), self.to_host(data), rows, input_size
+        )
+        return self.xp.asarray(host)
+
+
+def _dense_from_csr(lib: Any, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
+    """Scatter CSR arrays into a dense (rows, input_size) array with ``lib`` (numpy or cupy)."""
+    out = lib.zeros((rows, input_size), dtype=data.dtype)
+    row_of = lib.repeat(lib.arange(rows), lib.diff(indptr).astype(lib.int64))
+    out[row_of, cols] = data
+    return out
+
+
+def gpu_available() -> tuple[bool, str]:
+    """(usable, reason). Usable means CuPy imports and can run a kernel on a device."""
+    if importlib.util.find_spec("cupy") is None:
+        return False, f"CuPy is not installed; {GPU_INSTALL_HINT}"
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count < 1:
+            return False, "CuPy sees no CUDA device; check nvidia-smi, or use --device cpu"
+        int((cupy.arange(3) * 2).sum())  # a real kernel: catches driver/toolkit mismatches
+    except Exception as exc:  # CuPy raises many types for a missing driver or device
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return False, f"CuPy cannot use a CUDA device ({first_line}); use --device cpu"
+    return True, "ok"
+
+
+def gpu_name() -> str:
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def select(device: str, dtype: str = "float32", sparse: bool = True) -> Backend:
+    """Backend for ``--device cpu|gpu|auto`` (also ``strict`` for tests).
+
+    Raises:
+        DeviceError: ``gpu`` was asked for and no CUDA device is usable.
+    """
+    if device == "cpu":
+        return Backend(dtype, sparse)
+    if device == "strict":
+        return StrictBackend(dtype)
+    usable, reason = gpu_available()
+    if device == "gpu" and not usable:
+        raise DeviceError(f"--device gpu: {reason}")
+    if device == "auto":
+        return CupyBackend(dtype, sparse) if usable else Backend(dtype, sparse)
+    if device == "gpu":
+        return CupyBackend(dtype, sparse)
+    raise DeviceError(f"unknown device {device!r}; use cpu, gpu or auto")
+
+
+def describe(backend: Backend) -> str:
+    """One line naming the device, e.g. for the start of a training log."""
+    if isinstance(backend, CupyBackend):
+        return f"GPU ({gpu_name()}, CuPy {backend.cupy.__version__}), {backend.dtype_name}"
+    if isinstance(backend, StrictBackend):
+        return f"array-api-strict (CPU), {backend.dtype_name}"
+    return f"CPU (NumPy {np.__version__}), {backend.dtype_name}"

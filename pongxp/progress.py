@@ -1,0 +1,59 @@
+"""What a training run prints: a progress bar on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+def episode_line(record: dict[str, Any]) -> str:
+    return (
+        f"episode {record['episode']:>6} | reward {record['reward']:+3d} | "
+        f"running {record['running_reward']:+7.2f} | steps {record['steps']:>5} | "
+        f"{record['steps_per_s']:>6.0f} steps/s"
+    )
+
+
+class Progress:
+    """Reports episodes and messages.
+
+    On a terminal: a tqdm bar (episode, running reward, steps/s, ETA) with
+    episode lines above it. Not a terminal (CI, a log file): one plain line per
+    episode. ``quiet``: messages only.
+    """
+
+    def __init__(
+        self, total: int, start: int = 0, quiet: bool = False, stream: TextIO | None = None
+    ) -> None:
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.bar: Any = None
+        if not quiet and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=start, unit="ep", file=self.stream, dynamic_ncols=True
+            )
+
+    def episode(self, record: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            print(episode_line(record), file=self.stream, flush=True)
+            return
+        self.bar.set_postfix(
+            running=f"{record['running_reward']:+.2f}",
+            steps_s=f"{record['steps_per_s']:.0f}",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
