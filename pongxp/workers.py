@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pongxp.batch import HostBatch
+from pongxp.config import ConfigError
 from pongxp.rollout import Actor, EpisodeStats
 
 
@@ -109,12 +110,13 @@ class ActorPool:
 
     def restore(self, states: list[dict[str, Any]]) -> None:
         if len(states) != self.num_envs:
-            raise ValueError(
+            raise ConfigError(
                 f"the checkpoint holds {len(states)} actor states but --num-envs is "
                 f"{self.num_envs}; resume with --num-envs {len(states)}"
             )
         if self._local is not None:
             self._local.restore(states[0])
+            return
         for conn, state in zip(self._conns, states, strict=True):
             conn.send(("restore", state))
 

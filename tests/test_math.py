@@ -1,0 +1,232 @@
+"""The xp math core on every backend: NumPy (sparse and dense X), array-api-strict, CuPy.
+
+array-api-strict rejects anything outside the array API standard (NumPy-only
+functions, NumPy scalars, mixing in host arrays), so a NumPy-only call in the
+math cannot hide until someone runs on a GPU. CuPy cases run where CuPy has a
+device and skip with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from reference import discounted_returns_loop, episode_gradient, rmsprop_loop
+
+from pongxp import backend as backend_mod
+from pongxp.batch import HostBatch, stack
+from pongxp.config import INPUT_SIZE
+from pongxp.optim import rmsprop_step, zeros_like_params
+from pongxp.policy import backward, forward, init_params, sigmoid, step_up_probability
+from pongxp.returns import discounted_returns, standardize_per_episode
+from pongxp.update import policy_gradient
+from pongxp.workers import ActorPool
+
+GPU_OK, GPU_WHY = backend_mod.gpu_available()
+BACKENDS = [
+    "cpu-sparse",
+    "cpu-dense",
+    "strict",
+    pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(not GPU_OK, reason=GPU_WHY)]),
+]
+
+
+def make_backend(name: str, dtype: str = "float64") -> backend_mod.Backend:
+    if name == "cpu-sparse":
+        return backend_mod.select("cpu", dtype, sparse=True)
+    if name == "cpu-dense":
+        return backend_mod.select("cpu", dtype, sparse=False)
+    return backend_mod.select(name, dtype)
+
+
+@pytest.fixture(params=BACKENDS)
+def be(request: pytest.FixtureRequest) -> backend_mod.Backend:
+    return make_backend(request.param)
+
+
+def synthetic_episode(rng: np.random.Generator, steps: int, truncated: bool) -> HostBatch:
+    """Random sparse inputs and Pong-like rewards; a point ends every ~40 steps."""
+    counts = rng.integers(0, 40, size=steps)
+    cols = np.concatenate(
+        [np.sort(rng.choice(INPUT_SIZE, size=c, replace=False)) for c in counts]
+    ).astype(np.int32)
+    rewards = np.zeros(steps, dtype=np.int8)
+    points = rng.random(steps) < 1 / 40
+    rewards[points] = rng.choice([-1, 1], size=int(points.sum()))
+    rewards[-1] = 0 if truncated else rng.choice([-1, 1])
+    return HostBatch(
+        indptr=np.concatenate(([0], np.cumsum(counts))).astype(np.int32),
+        cols=cols,
+        signs=rng.choice(np.array([-1, 1], dtype=np.int8), size=cols.size),
+        ups=(rng.random(steps) < 0.5).astype(np.uint8),
+        rewards=rewards,
+        lengths=np.array([steps], dtype=np.int64),
+    )
+
+
+@pytest.fixture(scope="module")
+def synthetic_batch() -> HostBatch:
+    rng = np.random.default_rng(7)
+    lengths = [300, 1, 57, 400, 2]
+    return stack([synthetic_episode(rng, n, truncated=(i == 2)) for i, n in enumerate(lengths)])
+
+
+@pytest.fixture(scope="module")
+def real_batch() -> tuple[HostBatch, dict[str, np.ndarray]]:
+    """Three real Pong episodes played by a small random-init policy, and its weights."""
+    params = init_params(np.random.default_rng(1), 32, INPUT_SIZE)
+    pool = ActorPool("Pong-v0", seed=1, num_envs=1, dtype="float64")
+    pool.set_weights(params["W1"], params["W2"])
+    episodes = [ep for ep, _ in pool.play(3)]
+    pool.close()
+    return stack(episodes), params
+
+
+def host(be: backend_mod.Backend, a: Any) -> np.ndarray:
+    return be.to_host(a)
+
+
+def test_returns_match_plain_loop(be: backend_mod.Backend, synthetic_batch: HostBatch) -> None:
+    dev = be.batch_to_device(synthetic_batch, INPUT_SIZE)
+    got = host(be, discounted_returns(dev.rewards, dev.episode_id, 0.99, be.xp))
+    expected = np.concatenate(
+        [discounted_returns_loop(ep.rewards, 0.99) for ep in synthetic_batch.episodes()]
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # Resets are real: the step of a point is exactly its reward.
+    nz = synthetic_batch.rewards != 0
+    np.testing.assert_array_equal(got[nz], synthetic_batch.rewards[nz])
+
+
+def test_returns_handwritten_case(be: backend_mod.Backend) -> None:
+    xp = be.xp
+    rewards = be.asarray(np.array([0, 0, 1, 0, -1, 0, 0], dtype=np.float64))
+    episode_id = be.asarray(np.array([0, 0, 0, 0, 0, 1, 1], dtype=np.int32))
+    got = host(be, discounted_returns(rewards, episode_id, 0.5, xp))
+    # Episode 0: 0.25, 0.5, 1 | -0.5, -1 ; episode 1 has no point: zeros.
+    np.testing.assert_allclose(got, [0.25, 0.5, 1.0, -0.5, -1.0, 0.0, 0.0])
+
+
+def test_standardize_per_episode(be: backend_mod.Backend) -> None:
+    values = np.array([1.0, 2.0, 3.0, 0.0, 0.0, 5.0, 5.0, 5.0, -2.0, 4.0])
+    ids = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3], dtype=np.int32)
+    got = host(be, standardize_per_episode(be.asarray(values), be.asarray(ids), 4, be.xp))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got[:3], [-1.224744871, 0.0, 1.224744871], rtol=1e-8)
+    np.testing.assert_array_equal(got[3:8], 0.0)  # all-zero and constant episodes: std 0
+    np.testing.assert_allclose(got[8:], [-1.0, 1.0])
+
+
+def test_sigmoid_is_stable(be: backend_mod.Backend) -> None:
+    logits = be.asarray(np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0]))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        p = host(be, sigmoid(logits, be.xp))
+    with np.errstate(over="ignore"):  # the naive formula overflows to inf -> p = 0, correctly
+        expected = 1 / (1 + np.exp(-np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])))
+    np.testing.assert_allclose(p, expected, rtol=1e-15)
+
+
+def test_step_probability_matches_batched_forward(
+    be: backend_mod.Backend, real_batch: tuple[HostBatch, dict[str, np.ndarray]]
+) -> None:
+    batch, params = real_batch
+    dev = be.batch_to_device(batch, INPUT_SIZE)
+    dparams = {k: be.asarray(v) for k, v in params.items()}
+    _, p_batch = forward(dparams, dev.frames, be.xp)
+    p_batch = host(be, p_batch)
+    w1_t = be.asarray(np.ascontiguousarray(params["W1"].T))
+    for t in (0, 5, 200, batch.num_steps - 1):
+        lo, hi = batch.indptr[t], batch.indptr[t + 1]
+        p = step_up_probability(
+            w1_t, dparams["W2"], be.asarray(batch.cols[lo:hi]), be.asarray(batch.signs[lo:hi]),
+            be.xp,
+        )  # fmt: skip
+        assert float(host(be, p)) == pytest.approx(p_batch[t], rel=1e-12)
+
+
+def test_backward_matches_finite_differences() -> None:
+    """d/dW of L(W) = sum_t A_t * log pi(a_t | x_t; W) vs central differences."""
+    be = make_backend("cpu-dense", "float64")
+    xp = be.xp
+    rng = np.random.default_rng(0)
+    steps, hidden = 40, 8
+    x = rng.choice([-1.0, 0.0, 1.0], p=[0.05, 0.9, 0.05], size=(steps, INPUT_SIZE))
+    ups = (rng.random(steps) < 0.5).astype(np.float64)
+    advantage = rng.standard_normal(steps)
+    params = init_params(rng, hidden, INPUT_SIZE)
+
+    def objective(p: dict[str, np.ndarray]) -> float:
+        _, prob = forward(p, x, xp)
+        return float(np.sum(advantage * (ups * np.log(prob) + (1 - ups) * np.log(1 - prob))))
+
+    hidden_act, prob = forward(params, x, xp)
+    grads = backward(params, x, hidden_act, (ups - prob) * advantage, xp)
+    eps = 1e-6
+    active_cols = np.flatnonzero(np.any(x != 0, axis=0))
+    checks = [("W2", (i,)) for i in range(hidden)]
+    checks += [("W1", (int(rng.integers(hidden)), int(c))) for c in rng.choice(active_cols, 30)]
+    checks += [("W1", (0, int(np.flatnonzero(np.all(x == 0, axis=0))[0])))]  # zero gradient
+    for name, index in checks:
+        plus = {k: v.copy() for k, v in params.items()}
+        minus = {k: v.copy() for k, v in params.items()}
+        plus[name][index] += eps
+        minus[name][index] -= eps
+        numeric = (objective(plus) - objective(minus)) / (2 * eps)
+        assert grads[name][index] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, index)
+
+
+def test_rmsprop_step_matches_hand_computation(be: backend_mod.Backend) -> None:
+    rng = np.random.default_rng(2)
+    params = {"W1": rng.standard_normal((3, 4)), "W2": rng.standard_normal(3)}
+    grads = {"W1": rng.standard_normal((3, 4)), "W2": np.array([0.0, 1.0, -2.0])}
+    cache = {"W1": rng.random((3, 4)), "W2": np.zeros(3)}
+    expected_p = {k: v.copy() for k, v in params.items()}
+    expected_c = {k: v.copy() for k, v in cache.items()}
+    rmsprop_loop(expected_p, grads, expected_c, 1e-3, 0.9)
+    # By hand for W2[1]: cache = 0.1 * 1 = 0.1; step = 1e-3 * 1 / (sqrt(0.1) + 1e-5)
+    assert expected_p["W2"][1] - params["W2"][1] == pytest.approx(1e-3 / (0.1**0.5 + 1e-5))
+
+    new_p, new_c = rmsprop_step(
+        {k: be.asarray(v) for k, v in params.items()},
+        {k: be.asarray(v) for k, v in grads.items()},
+        {k: be.asarray(v) for k, v in cache.items()},
+        1e-3, 0.9, be.xp,
+    )  # fmt: skip
+    for k in params:
+        np.testing.assert_allclose(host(be, new_p[k]), expected_p[k], rtol=1e-13)
+        np.testing.assert_allclose(host(be, new_c[k]), expected_c[k], rtol=1e-13)
+    zero = zeros_like_params(new_p, be.xp)
+    assert all(float(host(be, be.xp.max(be.xp.abs(v)))) == 0.0 for v in zero.values())
+
+
+def test_batched_update_equals_per_episode_accumulation(
+    be: backend_mod.Backend, real_batch: tuple[HostBatch, dict[str, np.ndarray]]
+) -> None:
+    """One batched gradient on the device == the tutorial's per-episode sum."""
+    batch, params = real_batch
+    expected = {"W1": np.zeros_like(params["W1"]), "W2": np.zeros_like(params["W2"])}
+    for ep in batch.episodes():
+        x = ep.dense_frames(INPUT_SIZE).astype(np.float64)
+        g = episode_gradient(params["W1"], params["W2"], x, ep.ups, ep.rewards, 0.99)
+        for k in expected:
+            expected[k] += g[k]
+    dev = be.batch_to_device(batch, INPUT_SIZE)
+    got = policy_gradient({k: be.asarray(v) for k, v in params.items()}, dev, 0.99, be.xp)
+    for k in expected:
+        np.testing.assert_allclose(host(be, got[k]), expected[k], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["cpu-sparse", "strict", BACKENDS[-1]])
+def test_float32_close_to_float64(name: str, real_batch: tuple[HostBatch, Any]) -> None:
+    batch, params = real_batch
+    out = {}
+    for dtype in ("float32", "float64"):
+        be = make_backend(name, dtype)
+        dev = be.batch_to_device(batch, INPUT_SIZE)
+        grads = policy_gradient({k: be.asarray(v) for k, v in params.items()}, dev, 0.99, be.xp)
+        out[dtype] = {k: host(be, v) for k, v in grads.items()}
+        assert out[dtype]["W1"].dtype == np.dtype(dtype)
+    for k in ("W1", "W2"):
+        scale = np.abs(out["float64"][k]).max()
+        np.testing.assert_allclose(out["float32"][k], out["float64"][k], atol=1e-4 * scale)

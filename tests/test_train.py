@@ -1,0 +1,157 @@
+"""train.py end to end on the real emulator: output, logs, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from pongxp import checkpoint
+from pongxp.backend import gpu_available
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5")
+TIMING = {"steps_per_s", "time"}  # wall-clock fields; everything else must repeat exactly
+
+
+def records(path: Path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def weights(path: Path) -> dict[str, np.ndarray]:
+    ckpt = checkpoint.load(path)
+    return {**ckpt.params, **{f"cache_{k}": v for k, v in ckpt.cache.items()}}
+
+
+def test_help_documents_every_flag() -> None:
+    proc = run_cli("train.py", "--help")
+    assert proc.returncode == 0
+    for flag in ("--episodes", "--batch-size", "--lr", "--gamma", "--decay-rate", "--hidden",
+                 "--seed", "--env-id", "--device", "--dtype", "--checkpoint", "--resume",
+                 "--checkpoint-every", "--metrics", "--num-envs", "--keep", "--quiet"):  # fmt: skip
+        assert flag in proc.stdout, flag
+    assert "float32" in proc.stdout and "Pong-v0" in proc.stdout
+
+
+def test_short_run_prints_logs_and_checkpoints(train_cli: Run, tmp_path: Path) -> None:
+    proc = train_cli("--episodes", "2", *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("episode")]
+    assert len(lines) == 2
+    for word in ("reward", "running", "steps", "steps/s"):
+        assert word in lines[0]
+    recs = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in recs] == [1, 2]
+    for r in recs:
+        assert -21 <= r["reward"] <= 21 and r["steps"] > 100 and r["steps_per_s"] > 0
+    # The running reward starts at the first episode's reward, then moves 1% a step.
+    assert recs[0]["running_reward"] == recs[0]["reward"]
+    assert recs[1]["running_reward"] == pytest.approx(
+        0.99 * recs[0]["reward"] + 0.01 * recs[1]["reward"]
+    )
+    ckpt = checkpoint.load(tmp_path / "run.npz")
+    assert ckpt.episode == 2 and ckpt.params["W1"].shape == (16, 6400)
+    assert ckpt.params["W1"].dtype == np.float32
+    assert ckpt.total_steps == sum(r["steps"] for r in recs)
+    # The update moved the weights away from the seeded initialisation.
+    init = np.random.default_rng(5).standard_normal((16, 6400)) / 80
+    assert not np.allclose(ckpt.params["W1"], init)
+    assert np.abs(ckpt.cache["W1"]).max() > 0
+
+
+def test_same_seed_is_bit_identical(train_cli: Run, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert train_cli("--episodes", "3", *SMALL, name=name).returncode == 0
+    assert records(tmp_path / "a.jsonl") == records(tmp_path / "b.jsonl")
+    wa, wb = weights(tmp_path / "a.npz"), weights(tmp_path / "b.npz")
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k])
+    # A different seed gives a different run.
+    assert train_cli("--episodes", "3", *SMALL[:-1], "6", name="c").returncode == 0
+    assert not np.array_equal(weights(tmp_path / "c.npz")["W1"], wa["W1"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resume_is_exact(train_cli: Run, tmp_path: Path, dtype: str) -> None:
+    straight = train_cli("--episodes", "4", *SMALL, "--dtype", dtype, name="straight")
+    assert straight.returncode == 0, straight.stderr
+    first = train_cli("--episodes", "2", *SMALL, "--dtype", dtype, name="split")
+    assert first.returncode == 0, first.stderr
+    second = run_cli(
+        "train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "4", "--device", "cpu",
+        "--checkpoint", str(tmp_path / "split.npz"), "--metrics", str(tmp_path / "split.jsonl"),
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "resumed" in second.stdout
+    assert records(tmp_path / "straight.jsonl") == records(tmp_path / "split.jsonl")
+    ws, wr = weights(tmp_path / "straight.npz"), weights(tmp_path / "split.npz")
+    for k in ws:
+        np.testing.assert_array_equal(ws[k], wr[k])
+
+
+def test_resume_keeps_the_checkpoint_settings(small_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "more.npz"
+    proc = run_cli("train.py", "--resume", str(small_checkpoint), "--episodes", "3",
+                   "--device", "cpu", "--checkpoint", str(out),
+                   "--metrics", str(tmp_path / "more.jsonl"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ckpt = checkpoint.load(out)
+    assert ckpt.episode == 3 and ckpt.config.hidden == 16 and ckpt.config.batch_size == 1
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.skipif(gpu_available()[0], reason="needs a machine where CuPy has no GPU")
+def test_gpu_without_cuda_names_the_fix(train_cli: Run) -> None:
+    proc = run_cli("train.py", "--device", "gpu", "--episodes", "1")
+    line = one_line_error(proc)
+    assert "--device gpu" in line and ("pongxp[cuda" in line or "--device cpu" in line)
+
+
+def test_auto_device_says_what_it_chose(train_cli: Run) -> None:
+    proc = run_cli("train.py", "--device", "auto", "--episodes", "1", "--hidden", "8",
+                   "--checkpoint", "/dev/null/x.npz", "--metrics", "/dev/null/x.jsonl")  # fmt: skip
+    expected = "GPU" if gpu_available()[0] else "CPU"
+    assert f"on {expected} (" in proc.stdout + proc.stderr
+
+
+def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip file at all")
+    before = bad.read_bytes()
+    proc = run_cli("train.py", "--resume", str(bad), "--device", "cpu",
+                   "--checkpoint", str(bad), "--metrics", str(tmp_path / "m.jsonl"))  # fmt: skip
+    line = one_line_error(proc)
+    assert str(bad) in line
+    assert bad.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("--episodes", "0"), "--episodes"),
+        (("--batch-size", "-1"), "--batch-size"),
+        (("--lr", "0"), "--lr"),
+        (("--gamma", "1.5"), "--gamma"),
+        (("--decay-rate", "0"), "--decay-rate"),
+        (("--hidden", "0"), "--hidden"),
+    ],
+)
+def test_bad_flag_values_fail_fast(train_cli: Run, flags: tuple[str, ...], needle: str) -> None:
+    assert needle in one_line_error(train_cli(*flags))
+
+
+def test_unknown_choice_is_an_argparse_error(train_cli: Run) -> None:
+    proc = train_cli("--dtype", "float16")
+    assert proc.returncode == 2 and "--dtype" in proc.stderr
