@@ -17,6 +17,11 @@ The package is one module per job:
 - ``checkpoint``  atomic save, strict load
 - ``metrics``     the per-episode JSONL log
 - ``trainer``     the training loop
+- ``progress``    the progress bar (terminal) or plain lines (logs) during training
+- ``evaluate``    plays N games from a checkpoint: score and win rate
+- ``plot``        learning curves from metrics logs (matplotlib, extra ``plot``)
+- ``video``       MP4/GIF of the agent playing, at game speed (imageio, extra ``video``)
+- ``extras``      imports optional dependencies, naming the pip extra when missing
 - ``cli``         the ``train.py`` / ``python -m pongxp`` command line
 """
 

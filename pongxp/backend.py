@@ -78,6 +78,13 @@ class Backend:
     def sync(self) -> None:
         """Wait for queued device work (a no-op on the CPU)."""
 
+    def out_of_memory(self, exc: BaseException) -> DeviceError | None:
+        """``exc`` as a one-line DeviceError saying what to do, if it means the
+        memory ran out; None for any other error."""
+        if isinstance(exc, MemoryError):
+            return DeviceError(_out_of_memory_message("the CPU", exc, ""))
+        return None
+
     def batch_to_device(self, batch: HostBatch, input_size: int) -> DeviceBatch:
         """Move one batch to the device in a single transfer.
 
@@ -139,6 +146,16 @@ class CupyBackend(Backend):
     def sync(self) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
 
+    def out_of_memory(self, exc: BaseException) -> DeviceError | None:
+        oom = isinstance(exc, (MemoryError, self.cupy.cuda.memory.OutOfMemoryError))
+        # cuBLAS, cuSPARSE and the CUDA runtime report a failed allocation as
+        # their own error types, with the status in the message.
+        from_cupy = type(exc).__module__.startswith(("cupy", "cupyx", "cupy_backends"))
+        markers = ("ALLOC_FAILED", "cudaErrorMemoryAllocation", "out of memory")
+        if oom or (from_cupy and any(m in str(exc) for m in markers)):
+            return DeviceError(_out_of_memory_message("the GPU", exc, ", or --device cpu"))
+        return None
+
     def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
         if self.sparse:
             import cupyx.scipy.sparse
@@ -173,10 +190,19 @@ class StrictBackend(Backend):
         return self.xp.asarray(host)
 
 
+def _out_of_memory_message(where: str, exc: BaseException, also: str) -> str:
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return (
+        f"{where} ran out of memory ({detail}); try a smaller --batch-size or --hidden, "
+        f"or --dtype float32{also}; checkpoints already written are kept"
+    )
+
+
 def _dense_from_csr(lib: Any, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
     """Scatter CSR arrays into a dense (rows, input_size) array with ``lib`` (numpy or cupy)."""
     out = lib.zeros((rows, input_size), dtype=data.dtype)
-    row_of = lib.repeat(lib.arange(rows), lib.diff(indptr).astype(lib.int64))
+    # Row of each non-zero. (repeat() with device-array counts fails on CuPy < 14.)
+    row_of = lib.searchsorted(indptr, lib.arange(data.shape[0]), side="right") - 1
     out[row_of, cols] = data
     return out
 

@@ -5,15 +5,27 @@ over the target, so a crash or Ctrl-C at any moment leaves either the old or
 the new checkpoint, never a torn one. Loading uses ``allow_pickle=False`` (no
 code from the file is ever run) and checks every key, shape, dtype and value
 before anything is used.
+
+A failed load names any older kept checkpoint (``--keep``) that does load, so
+one bad file costs one checkpoint interval, not the run.
+
+Test hook: ``PONGXP_TEST_SAVE_DELAY=<seconds>`` makes every save sleep half
+that time after creating its (still empty) temporary file and half after
+writing it, before the rename. The fault-injection tests use it to land
+``kill -9`` inside a checkpoint write; it changes nothing else.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
 import re
+import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +98,60 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
     return path
 
 
+def _temp_name(path: Path, pid: int) -> Path:
+    # Hidden and with a different suffix, so neither ``load`` of the real name
+    # nor ``history_paths`` can ever pick up a half-written file.
+    return path.with_name(f".{path.name}.tmp-{pid}")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files left by writers of ``path`` that were killed.
+
+    Only files whose writer process no longer exists are removed, so a
+    ``kill -9`` during a save cannot slowly fill the disk.
+    """
+    prefix = f".{path.name}.tmp-"
+    with contextlib.suppress(OSError):
+        for p in path.parent.iterdir():
+            pid = p.name[len(prefix) :]
+            if p.name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: exists, owned by someone else
+        return True
+    return True
+
+
+def _test_delay() -> float:
+    try:
+        return max(float(os.environ.get("PONGXP_TEST_SAVE_DELAY", "0")), 0.0)
+    except ValueError:
+        return 0.0
+
+
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temp_name(path, os.getpid())
+    delay = _test_delay()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(path)
         with open(tmp, "wb") as f:
+            if delay:
+                time.sleep(delay / 2)  # test hook: an empty temp file exists
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        if delay:
+            time.sleep(delay / 2)  # test hook: a complete temp file, not yet renamed
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -108,6 +166,34 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "checkpoint") -> None:
+    """Check, before any work, that ``path`` can be written (a probe file is
+    created and removed beside it; an existing ``path`` is not touched).
+
+    Raises:
+        CheckpointError: one line saying why not.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {what} {path}: it is a directory; give a file name")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # mkdir would only say "File exists"
+        raise CheckpointError(f"cannot write {what} {path}: {blocker} is a file, not a directory")
+    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"pongxp")
+        probe.unlink()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        reason = exc.strerror or type(exc).__name__
+        raise CheckpointError(
+            f"cannot write {what} {path}: {reason}; choose a writable path"
+        ) from None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -153,13 +239,47 @@ def load(path: str | os.PathLike[str], hidden: int | None = None) -> Checkpoint:
         hidden: if given, the hidden size the caller needs.
 
     Raises:
-        CheckpointError: one line naming the file and what is wrong.
+        CheckpointError: one line naming the file and what is wrong, and the
+            newest older kept checkpoint that does load, if there is one.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        return _load(path, hidden)
+    except CheckpointError as exc:
+        fallback = _newest_good_history(path, hidden)
+        if fallback is None:
+            raise
+        raise CheckpointError(
+            f"{exc}; an older kept checkpoint loads: --resume {fallback}"
+        ) from None
+
+
+def _newest_good_history(path: Path, hidden: int | None) -> Path | None:
+    """The newest ``--keep`` history file of ``path`` that loads, if any.
+
+    The newest history file is a hard link to ``path`` itself (the same bytes),
+    so it is skipped when ``path`` is bad for the same reason.
+    """
+    for candidate in reversed(history_paths(path)):
+        try:
+            _load(candidate, hidden)
+        except CheckpointError:
+            continue
+        return candidate
+    return None
+
+
+def _load(path: Path, hidden: int | None) -> Checkpoint:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file; give the .npz file itself")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            # A bare .npy array: np.load returns the array itself.
+            raise CheckpointError(f"{path} is a single .npy array, not a pongxp checkpoint")
+        with loaded as data:
             missing = [k for k in REQUIRED if k not in data.files]
             if missing:
                 raise CheckpointError(
@@ -168,8 +288,22 @@ def load(path: str | os.PathLike[str], hidden: int | None = None) -> Checkpoint:
             arrays = {k: data[k] for k in REQUIRED}
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (
+        OSError,
+        ValueError,  # includes "pickled data" refusals: nothing from the file is run
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        KeyError,
+        NotImplementedError,  # zip members in an unsupported compression
+        MemoryError,  # a header claiming an absurd shape
+    ) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # NumPy's own words would suggest allow_pickle=True, the one thing not to do.
+        if "pickled" in detail:  # any non-.npz/.npy file is taken for a pickle
+            detail = "not an .npz archive; pickles are never loaded"
+        elif "Object arrays" in detail:
+            detail = "an array in it holds pickled objects, which are never loaded"
         raise CheckpointError(f"{path} is not a readable .npz checkpoint ({detail})") from None
     return _validate(path, arrays, hidden)
 
@@ -177,7 +311,10 @@ def load(path: str | os.PathLike[str], hidden: int | None = None) -> Checkpoint:
 def _scalar(path: Path, arrays: dict[str, np.ndarray], key: str, kind: str) -> Any:
     value = arrays[key]
     if value.shape != () or value.dtype.kind not in kind:
-        raise CheckpointError(f"{path}: '{key}' has shape {value.shape} dtype {value.dtype}")
+        want = {"iu": "an integer", "f": "a float", "U": "a string"}[kind]
+        raise CheckpointError(
+            f"{path}: '{key}' is not {want} (shape {value.shape}, dtype {value.dtype})"
+        )
     return value.item()
 
 
@@ -189,11 +326,17 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         )
     try:
         config = TrainConfig.from_json(_scalar(path, arrays, "config", "U"))
+        # Stored settings become the defaults of a resume: check them here so a
+        # bad value is reported against this file, not as a bad flag.
+        config.validate(check_env=False)
+    except (ValueError, TypeError, AttributeError) as exc:  # ConfigError, JSON errors
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: its stored settings are invalid ({detail})") from None
+    try:
         actors = json.loads(_scalar(path, arrays, "actors", "U"))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: config or actor state is not valid JSON ({exc})") from None
-    if not isinstance(actors, list):
-        raise CheckpointError(f"{path}: actor state is not a list")
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: actor state is not valid JSON ({exc})") from None
+    _check_actors(path, actors)
     w1 = arrays["W1"]
     h = w1.shape[0] if w1.ndim == 2 else -1
     expected = {"W1": (h, INPUT_SIZE), "W2": (h,)}
@@ -201,9 +344,12 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         for key in (name, f"cache_{name}"):
             a = arrays[key]
             if a.shape != shape:
-                raise CheckpointError(f"{path}: {key} has shape {a.shape}, expected {shape}")
-            if a.dtype not in (np.float32, np.float64) or a.dtype != w1.dtype:
+                want = f"(H, {INPUT_SIZE})" if key == "W1" else str(shape)
+                raise CheckpointError(f"{path}: {key} has shape {a.shape}, expected {want}")
+            if a.dtype not in (np.float32, np.float64):
                 raise CheckpointError(f"{path}: {key} has dtype {a.dtype}, expected float32/64")
+            if a.dtype != w1.dtype:
+                raise CheckpointError(f"{path}: {key} has dtype {a.dtype} but W1 has {w1.dtype}")
             if not np.all(np.isfinite(a)):
                 raise CheckpointError(f"{path}: {key} contains NaN or inf")
     if hidden is not None and h != hidden:
@@ -212,13 +358,43 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         )
     if config.hidden != h:
         raise CheckpointError(f"{path}: config says hidden {config.hidden} but W1 has {h} rows")
+    counters = {k: _scalar(path, arrays, k, "iu") for k in ("episode", "total_steps")}
+    floats = {k: _scalar(path, arrays, k, "f") for k in ("running_reward", "elapsed")}
+    for key, value in {**counters, **floats}.items():
+        # running_reward is an average of episode rewards, so only finite.
+        if not (np.isfinite(value) and (key == "running_reward" or value >= 0)):
+            raise CheckpointError(f"{path}: '{key}' has the impossible value {value!r}")
     return Checkpoint(
         params={n: arrays[n] for n in WEIGHT_NAMES},
         cache={n: arrays[f"cache_{n}"] for n in WEIGHT_NAMES},
-        episode=_scalar(path, arrays, "episode", "iu"),
-        running_reward=_scalar(path, arrays, "running_reward", "f"),
-        total_steps=_scalar(path, arrays, "total_steps", "iu"),
-        elapsed=_scalar(path, arrays, "elapsed", "f"),
+        episode=counters["episode"],
+        running_reward=floats["running_reward"],
+        total_steps=counters["total_steps"],
+        elapsed=floats["elapsed"],
         config=config,
         actors=actors,
     )
+
+
+def _check_actors(path: Path, actors: Any) -> None:
+    """Check each actor snapshot decodes, before any emulator or worker sees it.
+
+    A damaged emulator state would otherwise fail deep inside ale-py (or kill
+    a rollout worker process) with no mention of this file.
+    """
+    import ale_py
+
+    if not isinstance(actors, list) or not actors:
+        raise CheckpointError(f"{path}: actor state is not a non-empty list")
+    for i, actor in enumerate(actors):
+        try:
+            if not isinstance(actor, dict):
+                raise TypeError("not an object")
+            ale_py.ALEState(base64.b64decode(actor["ale"], validate=True))
+            for key in ("env_rng", "action_rng"):
+                if actor[key].get("bit_generator") != "PCG64":
+                    raise ValueError(f"{key} is not a PCG64 state")
+                np.random.PCG64().state = actor[key]  # validates the fields
+        # ale-py reports undecodable bytes as SystemError; the rest are ours.
+        except (TypeError, KeyError, ValueError, AttributeError, SystemError, binascii.Error):
+            raise CheckpointError(f"{path}: the state of actor {i} is damaged") from None

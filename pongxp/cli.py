@@ -24,6 +24,7 @@ FROM_CHECKPOINT = (
     "dtype",
     "checkpoint_every",
     "keep",
+    "video_every",
 )
 
 
@@ -128,6 +129,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--metrics", default=d.metrics, help=f"per-episode JSONL log (default {d.metrics})"
     )
+    run.add_argument(
+        "--video-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="record a video of one extra episode (own emulator, same weights) each K "
+        "episodes into <checkpoint>-videos/; needs pongxp[video] (default 0: off)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run even if --checkpoint or --metrics exist (they are replaced); "
+        "without it such a run stops with a hint to --resume",
+    )
     run.add_argument("--quiet", action="store_true", help="no per-episode output")
 
 
@@ -175,32 +190,188 @@ def run_guarded(job) -> int:  # type: ignore[no-untyped-def]
     """Run ``job``; known failures become one line on stderr and an exit code.
 
     Exit codes: 0 done, 2 bad input (flags, files, device), 3 training failed,
-    130 interrupted (after saving).
+    130 interrupted by Ctrl-C, 143 by SIGTERM (128 + signal, as shells report;
+    training has saved by then).
     """
     from pongxp.backend import DeviceError
     from pongxp.checkpoint import CheckpointError
     from pongxp.config import ConfigError
+    from pongxp.extras import MissingExtraError
+    from pongxp.plot import PlotError
     from pongxp.rollout import EnvError
     from pongxp.trainer import TrainingError
+    from pongxp.video import VideoError
 
+    bad_input = (ConfigError, CheckpointError, DeviceError, EnvError)
     try:
         return job()
-    except (ConfigError, CheckpointError, DeviceError, EnvError) as exc:
+    except (*bad_input, MissingExtraError, PlotError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        return 128 + getattr(exc, "signum", 2)  # trainer.Interrupted carries SIGTERM's
+
+
+def evaluate_main(argv: Sequence[str] | None = None, prog: str = "pongxp evaluate") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Play games with a checkpoint's policy and report the score "
+        "(mean, std, min, max) and the win rate against the built-in opponent. "
+        "Runs on the CPU; checkpoints from any device work.",
+    )
+    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("--episodes", type=int, default=10, help="games to play (default 10)")
+    parser.add_argument(
+        "--greedy",
+        action="store_true",
+        help="take the more likely action (default: sample, as in training)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for the emulator and the sampler (default 0)"
+    )
+    parser.add_argument("--env-id", default=None, help="env to play (default: the checkpoint's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--quiet", action="store_true", help="no per-episode lines")
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _evaluate(args))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from pongxp.evaluate import EpisodeResult, evaluate, format_summary
+
+    def report(index: int, episode: EpisodeResult, _stats: object) -> None:
+        if not args.quiet:
+            print(
+                f"episode {index:>4} | {episode.points_for:>2}-{episode.points_against:<2} | "
+                f"score {episode.score:+3d} | {episode.steps:>5} steps",
+                flush=True,
+            )
+
+    result = evaluate(
+        args.checkpoint, args.episodes, args.greedy, args.seed, args.env_id, on_episode=report
+    )
+    print(json.dumps(result.to_json()) if args.json else format_summary(result))
+    return 0
+
+
+def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Plot learning curves (episode and running reward against episodes "
+        "and against training wall time) of one or more runs into a PNG. "
+        "Needs pongxp[plot].",
+    )
+    parser.add_argument("metrics", nargs="+", help="metrics .jsonl files, one run each")
+    parser.add_argument(
+        "-o", "--output", default="curve.png", help="PNG file to write (default curve.png)"
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=None,
+        help="legend name of a run; once per file, in order (default: the file names)",
+    )
+    parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument(
+        "--size", default="1200x450", help="image size WIDTHxHEIGHT in pixels (default 1200x450)"
+    )
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _plot(args))
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pongxp.config import ConfigError
+    from pongxp.plot import plot_files
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like 1200x450, got {args.size!r}") from None
+    out = plot_files(
+        args.metrics, args.output, args.label, width=width, height=height, title=args.title
+    )
+    print(f"wrote {out} ({width}x{height}, {len(args.metrics)} run(s))")
+    return 0
+
+
+def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Record one game played by a checkpoint's policy at the game's speed: "
+        "MP4 at 60 fps, or GIF at 20 fps (also the fallback when no ffmpeg is installed). "
+        "Needs pongxp[video].",
+    )
+    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="a .mp4 or .gif file (default: the checkpoint's name with .mp4)",
+    )
+    parser.add_argument(
+        "--show-input",
+        action="store_true",
+        help="show the network's input (the 80x80 difference frame) beside the screen",
+    )
+    parser.add_argument(
+        "--greedy", action="store_true", help="take the more likely action (default: sample)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the game (default 0)")
+    parser.add_argument(
+        "--scale", type=int, default=None, help="integer upscale (default 2 for MP4, 1 for GIF)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="cut the video after this many seconds (default: the whole game)",
+    )
+    parser.add_argument("--env-id", default=None, help="env to play (default: the checkpoint's)")
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _video(args))
+
+
+def _video(args: argparse.Namespace) -> int:
+    from pongxp.video import record_checkpoint
+
+    rec = record_checkpoint(
+        args.checkpoint,
+        args.output,
+        seed=args.seed,
+        env_id=args.env_id,
+        greedy=args.greedy,
+        show_input=args.show_input,
+        scale=args.scale,
+        max_seconds=args.max_seconds,
+        say=lambda text: print(text, file=sys.stderr),
+    )
+    print(
+        f"wrote {rec.path}: {rec.frames} frames at {rec.fps} fps ({rec.seconds:.1f} s), "
+        f"episode reward {rec.stats.reward:+d} in {rec.stats.steps} steps"
+    )
+    return 0
+
+
+COMMANDS = {
+    "train": ("train the agent", train_main),
+    "evaluate": ("play games from a checkpoint: score and win rate", evaluate_main),
+    "plot": ("learning curves from metrics logs to PNG (pongxp[plot])", plot_main),
+    "video": ("MP4/GIF of the agent playing (pongxp[video])", video_main),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pongxp COMMAND``: train (more commands are listed by --help)."""
+    """``python -m pongxp COMMAND`` (also the ``pongxp`` console script)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: python -m pongxp {" + ",".join(commands) + "} [options]")
-        print("  train     train the agent (python -m pongxp train --help)")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m pongxp {" + ",".join(COMMANDS) + "} [options]")
+        for name, (summary, _) in COMMANDS.items():
+            print(f"  {name:<9} {summary}")
+        print("each command has --help, e.g. python -m pongxp evaluate --help")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return commands[argv[0]](argv[1:], prog=f"python -m pongxp {argv[0]}")
+    return COMMANDS[argv[0]][1](argv[1:], prog=f"python -m pongxp {argv[0]}")

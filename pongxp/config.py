@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +50,21 @@ class TrainConfig:
     checkpoint_every: int = 50  # episodes
     keep: int = 1  # how many checkpoints to keep
     metrics: str = "runs/pong.jsonl"
+    video_every: int = 0  # episodes between training videos; 0 = none
     resume: str | None = None
+    overwrite: bool = False  # a fresh run may replace an existing checkpoint/log
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> TrainConfig:
-        """Raise ConfigError naming the first bad value; return self when all are good."""
+    def validate(self, check_env: bool = True) -> TrainConfig:
+        """Raise ConfigError naming the first bad value; return self when all are good.
+
+        Runs before any work (and on settings read from a checkpoint, with
+        ``check_env=False`` there, since a resume may name a new env id).
+
+        Args:
+            check_env: also look the env id up in Gymnasium's registry (cheap:
+                no emulator is made), so a typo fails now, not after start-up.
+        """
         positive_ints = {
             "episodes": self.episodes,
             "batch-size": self.batch_size,
@@ -61,10 +74,15 @@ class TrainConfig:
             "keep": self.keep,
         }
         for name, value in positive_ints.items():
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.learning_rate!r}")
+        floats = {"lr": self.learning_rate, "gamma": self.gamma, "decay-rate": self.decay_rate}
+        for name, value in floats.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"--{name} must be a number, got {value!r}")
+        # inf would turn the first update's weights into inf/NaN; nan fails every test.
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.learning_rate!r}")
         for name, value in (("gamma", self.gamma), ("decay-rate", self.decay_rate)):
             if not 0 < value <= 1:
                 raise ConfigError(f"--{name} must be in (0, 1], got {value!r}")
@@ -72,14 +90,59 @@ class TrainConfig:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        self._check_paths()
+        if check_env:
+            check_env_id(self.env_id)
+        if not isinstance(self.video_every, int) or self.video_every < 0:
+            raise ConfigError(f"--video-every must be >= 0 (0: off), got {self.video_every!r}")
         return self
+
+    def _check_paths(self) -> None:
+        # Writing the metrics log over the checkpoint (or the file being resumed)
+        # would destroy it before the first episode.
+        paths = {"--checkpoint": self.checkpoint, "--metrics": self.metrics}
+        for name, value in paths.items():
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{name} must be a file path, got {value!r}")
+        metrics = os.path.abspath(self.metrics)
+        for name, value in (("--checkpoint", self.checkpoint), ("--resume", self.resume)):
+            if value is not None and os.path.abspath(value) == metrics:
+                raise ConfigError(f"--metrics must not be the same file as {name} ({value})")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
+        """Settings from ``to_json`` text; unknown keys (newer versions) are ignored.
+
+        Raises:
+            ValueError, TypeError, AttributeError: the text is not such an object.
+        """
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"settings are a JSON {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@functools.cache
+def _registered_pong_ids() -> frozenset[str]:
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    return frozenset(k for k in gym.registry if "Pong" in k and "Doubles" not in k)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError unless ``env_id`` is a registered (non-Doubles) Pong env.
+
+    A registry lookup only; the same test ``rollout.make_env`` applies later.
+    """
+    pongs = _registered_pong_ids()
+    if env_id not in pongs:
+        shown = ", ".join(sorted(pongs))
+        raise ConfigError(f"--env-id {env_id!r} is not a known Pong env; use one of: {shown}")

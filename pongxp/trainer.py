@@ -13,8 +13,11 @@ Read top to bottom, one batch per iteration:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
@@ -24,7 +27,7 @@ import numpy as np
 from pongxp import backend as backend_mod
 from pongxp import checkpoint
 from pongxp.batch import stack
-from pongxp.config import INPUT_SIZE, TrainConfig
+from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
 from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
@@ -40,6 +43,10 @@ class TrainingError(RuntimeError):
 class Interrupted(KeyboardInterrupt):
     """Raised from the SIGTERM handler so it takes the same path as Ctrl-C."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum  # the CLI exits with 128 + signum
+
 
 @dataclass
 class Committed:
@@ -54,8 +61,43 @@ class Committed:
     actors: list[dict[str, Any]]
 
 
+@dataclass
+class _Latest:
+    """The newest committed state, held outside ``_loop`` so an interrupt saves it.
+
+    (``_loop``'s own variable is gone once it raises; saving the state from
+    before the loop would overwrite the last checkpoint with older weights.)
+    """
+
+    state: Committed
+    saved: bool = False  # whether this process has written a checkpoint yet
+
+
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM in the block: an impatient second Ctrl-C must not
+    abort the final save. (Only the main thread can set handlers; blocking the
+    signal would not do, as the kernel hands it to another thread, e.g. BLAS's.)"""
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: None) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _kept(cfg: TrainConfig, latest: _Latest, last_saved: int) -> str:
+    """Which checkpoint survives a failure, for the error message."""
+    if latest.saved:
+        return f"the last good checkpoint ({cfg.checkpoint}, episode {last_saved}) is kept"
+    if cfg.resume:
+        return f"nothing was saved by this run; {cfg.resume} (episode {last_saved}) is unchanged"
+    return "no checkpoint had been written yet"
 
 
 def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
@@ -66,13 +108,24 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
         KeyboardInterrupt after saving, when interrupted.
     """
     cfg.validate()
+    _refuse_overwrite(cfg)
     backend = backend_mod.select(cfg.device, cfg.dtype)
     xp = backend.xp
     resumed = checkpoint.load(cfg.resume, hidden=cfg.hidden) if cfg.resume else None
+    if resumed is not None and len(resumed.actors) != cfg.num_envs:
+        # Checked before any worker process is started.
+        n = len(resumed.actors)
+        raise checkpoint.CheckpointError(
+            f"{cfg.resume} holds the state of {n} actors but --num-envs is {cfg.num_envs}; "
+            f"resume with --num-envs {n}"
+        )
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
     say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, num_envs {cfg.num_envs}")
+    # Fail on an unwritable path now, not at the first save an interval later.
+    checkpoint.check_writable(cfg.checkpoint, "checkpoint")
+    checkpoint.check_writable(cfg.metrics, "metrics log")
 
     actors = ActorPool(cfg.env_id, cfg.seed, cfg.num_envs, cfg.dtype)
     try:
@@ -94,37 +147,78 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             )
             say(f"resumed from {cfg.resume} at episode {state.episode}")
         metrics = MetricsLog(cfg.metrics, keep_until=state.episode if resumed else None)
+        latest = _Latest(state)
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
-            state = _loop(cfg, backend, actors, state, metrics, progress)
+            state = _loop(cfg, backend, actors, latest, metrics, progress)
         except KeyboardInterrupt:
-            _save(cfg, state, backend)
-            say(f"interrupted: saved episode {state.episode} to {cfg.checkpoint}")
+            state = latest.state
+            with _signals_ignored():  # we are exiting anyway
+                _save(cfg, state, backend)
+                say(
+                    f"interrupted: saved episode {state.episode} to {cfg.checkpoint}; "
+                    f"continue with --resume {cfg.checkpoint}"
+                )
             raise
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
-            metrics.close()
+            with contextlib.suppress(OSError):  # a full disk must not hide the real error
+                metrics.close()
         _save(cfg, state, backend)
         say(
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
             f"checkpoint {cfg.checkpoint}"
         )
         return state
+    except Exception as exc:
+        out_of_memory = backend.out_of_memory(exc)
+        if out_of_memory is None:
+            raise
+        raise out_of_memory from exc
     finally:
         actors.close()
         progress.close()
+
+
+def _refuse_overwrite(cfg: TrainConfig) -> None:
+    """A new run must not silently replace the files of an earlier one.
+
+    Only fresh runs are checked: a resume continues a run (possibly from an
+    older ``--keep`` copy), so writing its checkpoint path is the point.
+
+    Raises:
+        ConfigError: --checkpoint or --metrics exists and would be replaced.
+    """
+    if cfg.overwrite or cfg.resume is not None:
+        return
+    if os.path.isfile(cfg.checkpoint):
+        raise ConfigError(
+            f"{cfg.checkpoint} already exists; continue that run with --resume {cfg.checkpoint}, "
+            "or add --overwrite to start a new run over it"
+        )
+    if os.path.isfile(cfg.metrics) and os.path.getsize(cfg.metrics) > 0:
+        raise ConfigError(
+            f"metrics log {cfg.metrics} already exists; choose another --metrics, "
+            "or add --overwrite to start a new run over it"
+        )
 
 
 def _loop(
     cfg: TrainConfig,
     backend: backend_mod.Backend,
     actors: ActorPool,
-    state: Committed,
+    latest: _Latest,
     metrics: MetricsLog,
     progress: Progress,
 ) -> Committed:
     xp = backend.xp
+    state = latest.state
     last_saved = state.episode
+    recorder = None
+    if cfg.video_every:
+        from pongxp.video import TrainingRecorder  # imageio only when videos are asked for
+
+        recorder = TrainingRecorder(cfg, state.episode, progress.message)
     while state.episode < cfg.episodes:
         batch_start = time.perf_counter()
         episode, running, steps = state.episode, state.running_reward, state.total_steps
@@ -145,24 +239,34 @@ def _loop(
                 "total_steps": steps,
                 "time": round(state.elapsed + time.perf_counter() - batch_start, 3),
             }
-            metrics.write(record)
+            try:
+                metrics.write(record)
+            except OSError as exc:  # e.g. the disk filled up
+                raise TrainingError(
+                    f"cannot write metrics log {cfg.metrics}: {exc.strerror or exc}; "
+                    f"{_kept(cfg, latest, last_saved)}"
+                ) from exc
             progress.episode(record)
 
         device_batch = backend.batch_to_device(stack(played), INPUT_SIZE)
-        params, cache, grads = apply_update(
-            state.params,
-            state.cache,
-            device_batch,
-            cfg.gamma,
-            cfg.learning_rate,
-            cfg.decay_rate,
-            xp,
-        )
-        if not (all_finite(grads, xp) and all_finite(params, xp)):
+        # Overflow is reported once, clearly, by the finiteness check below, not
+        # as NumPy warnings (CuPy does not warn).
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            params, cache, grads = apply_update(
+                state.params,
+                state.cache,
+                device_batch,
+                cfg.gamma,
+                cfg.learning_rate,
+                cfg.decay_rate,
+                xp,
+            )
+        # The RMSProp cache too: g**2 can overflow while g and W stay finite, and a
+        # checkpoint holding an inf cache could never be resumed.
+        if not (all_finite(grads, xp) and all_finite(params, xp) and all_finite(cache, xp)):
             raise TrainingError(
                 f"weights or gradients became NaN/inf in the update after episode {episode}; "
-                f"the last good checkpoint ({cfg.checkpoint}, episode {last_saved}) is kept; "
-                "try a smaller --lr"
+                f"{_kept(cfg, latest, last_saved)}; try a smaller --lr"
             )
         state = Committed(
             params,
@@ -173,9 +277,13 @@ def _loop(
             state.elapsed + time.perf_counter() - batch_start,
             actors.state(),
         )
+        latest.state = state
         if state.episode - last_saved >= cfg.checkpoint_every:
             _save(cfg, state, backend)
+            latest.saved = True
             last_saved = state.episode
+        if recorder is not None:  # after the commit: video time is not training time
+            recorder.after_batch(state.episode, state.params, backend.to_host)
     return state
 
 

@@ -1,10 +1,19 @@
 """Several actors stepping in parallel, one process each.
 
-Episode j of a batch is played by actor j % N, and results are taken in
+Episode j of a batch is played by actor j % N, and results are handed out in
 episode order, so a run is reproducible from its seed and ``--num-envs``.
 With one env the actor runs in this process; with more, each lives in a
 spawned worker process that receives the weights once per batch and sends back
-whole episodes (a few hundred KB each), so the emulators never wait on IPC.
+whole episodes (a few hundred KB each). The parent reads every worker as soon
+as it has an episode ready and buffers episodes that arrive early, so a worker
+never waits for another one's longer episode.
+
+Why processes and not ale-py's ``AtariVectorEnv``: the vector env only has a
+fixed frameskip, so it cannot run the default ``Pong-v0`` (frameskip drawn
+from 2..4) at all, nor save and restore one env exactly for a resume; and on
+the settings both can run (frameskip 4, raw 210x160 frames) it stepped Pong
+more slowly, per second and per CPU second, than one process per emulator
+(``bench/bench_throughput.py``, results in ``bench/results/throughput.md``).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import contextlib
 import multiprocessing as mp
 import signal
 from collections.abc import Iterator
+from multiprocessing.connection import wait
 from typing import Any
 
 import numpy as np
@@ -86,6 +96,11 @@ class ActorPool:
         for conn in self._conns:
             conn.send(("weights", (w1, w2)))
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the worker processes (empty with one env, which runs here)."""
+        return [proc.pid for proc in self._procs]
+
     def play(self, count: int) -> Iterator[tuple[HostBatch, EpisodeStats]]:
         """Play ``count`` episodes, yielding them in episode order."""
         if self._local is not None:
@@ -93,12 +108,22 @@ class ActorPool:
                 yield self._local.play()
             return
         n = self.num_envs
-        for index, conn in enumerate(self._conns):
-            share = count // n + (1 if index < count % n else 0)
+        shares = [count // n + (1 if index < count % n else 0) for index in range(n)]
+        for conn, share in zip(self._conns, shares, strict=True):
             if share:
                 conn.send(("play", share))
+        # Worker i plays episodes i, i + n, i + 2n, ... in that order.
+        next_of = {conn: index for index, conn in enumerate(self._conns)}
+        busy = [conn for conn, share in zip(self._conns, shares, strict=True) if share]
+        arrived: dict[int, tuple[HostBatch, EpisodeStats]] = {}
         for j in range(count):
-            yield self._receive(self._conns[j % n], "episode")
+            while j not in arrived:
+                for conn in wait(busy):
+                    arrived[next_of[conn]] = self._receive(conn, "episode")
+                    next_of[conn] += n
+                    if next_of[conn] >= count:
+                        busy.remove(conn)
+            yield arrived.pop(j)
 
     def state(self) -> list[dict[str, Any]]:
         """Each actor's snapshot; call only between batches."""

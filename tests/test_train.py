@@ -155,3 +155,29 @@ def test_bad_flag_values_fail_fast(train_cli: Run, flags: tuple[str, ...], needl
 def test_unknown_choice_is_an_argparse_error(train_cli: Run) -> None:
     proc = train_cli("--dtype", "float16")
     assert proc.returncode == 2 and "--dtype" in proc.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available()[0], reason=gpu_available()[1])
+def test_checkpoint_moves_between_gpu_and_cpu(tmp_path: Path) -> None:
+    """Train on the GPU, resume on the CPU, then back on the GPU."""
+    ckpt, log = str(tmp_path / "x.npz"), str(tmp_path / "x.jsonl")
+    plan = [("gpu", "2", ()), ("cpu", "4", ("--resume", ckpt)), ("gpu", "6", ("--resume", ckpt))]
+    for device, episodes, extra in plan:
+        proc = run_cli("train.py", "--device", device, "--episodes", episodes, *SMALL, *extra,
+                       "--checkpoint", ckpt, "--metrics", log)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert checkpoint.load(ckpt).episode == int(episodes)
+    assert [r["episode"] for r in records(Path(log))] == list(range(1, 7))
+
+
+def test_fresh_run_does_not_replace_an_earlier_one(train_cli: Run, tmp_path: Path) -> None:
+    assert train_cli("--episodes", "1", *SMALL).returncode == 0
+    before = (tmp_path / "run.npz").read_bytes()
+    line = one_line_error(train_cli("--episodes", "1", *SMALL))
+    assert "already exists" in line and "--resume" in line and "--overwrite" in line
+    assert (tmp_path / "run.npz").read_bytes() == before
+    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 1
+    proc = train_cli("--episodes", "1", *SMALL[:-1], "9", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run.npz").read_bytes() != before

@@ -1,0 +1,184 @@
+"""What a benchmark result was measured on: machine, software, command.
+
+Every results file under ``bench/results/`` starts with this record, so a
+number can always be traced to the CPU, GPU, driver, library versions, git
+commit and exact command line that produced it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+_PACKAGES = ("numpy", "scipy", "gymnasium", "ale-py", "array-api-compat", "pongxp")
+_CUPY_PACKAGES = ("cupy", "cupy-cuda12x", "cupy-cuda13x")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (with family/model numbers, which VMs often leave as the
+    only precise part), from /proc/cpuinfo where there is one."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's total)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def gpu_info() -> dict[str, Any]:
+    """The CUDA device CuPy would use, or why there is none (``available: False``)."""
+    from pongxp.backend import gpu_available
+
+    usable, reason = gpu_available()
+    if not usable:
+        return {"available": False, "reason": reason}
+    import cupy
+
+    device = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    name = props["name"]
+    info: dict[str, Any] = {
+        "available": True,
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
+        "cuda_driver_api": cupy.cuda.runtime.driverGetVersion(),
+        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+        "cupy": cupy.__version__,
+    }
+    try:  # the driver's own version string, e.g. 550.54.15
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        if out.returncode == 0:
+            info["driver"] = out.stdout.strip().splitlines()[device.id]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    return info
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES + _CUPY_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            if name in _PACKAGES:
+                out[name] = "not installed"
+    try:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        out["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # the config layout differs between NumPy versions
+        pass
+    return out
+
+
+def git_revision() -> str:
+    """HEAD's commit, with ``+dirty`` when the working tree has changes (read-only calls)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=20
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def command_line() -> str:
+    """The command that ran this script, relative to the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        shown = str(script.relative_to(ROOT))
+    except ValueError:
+        shown = str(script)
+    return shlex.join(["python", shown, *sys.argv[1:]])
+
+
+def describe() -> dict[str, Any]:
+    """The machine/software/command record stored with every result."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": command_line(),
+        "git": git_revision(),
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "memory_gib": memory_gib(),
+        "os": platform.platform(),
+        "gpu": gpu_info(),
+        "versions": versions(),
+        "load_average_at_start": [round(x, 2) for x in load] if load else None,
+    }
+
+
+def markdown_header(machine: dict[str, Any], title: str) -> str:
+    """A Markdown block naming the machine, software and command of a result."""
+    gpu = machine["gpu"]
+    if gpu["available"]:
+        gpu_line = (
+            f"{gpu['name']} ({gpu['memory_gib']} GiB), driver {gpu.get('driver', '?')} "
+            f"(CUDA driver API {gpu['cuda_driver_api']}, runtime {gpu['cuda_runtime']}), "
+            f"CuPy {gpu['cupy']}"
+        )
+    else:
+        gpu_line = f"none usable here ({gpu['reason']})"
+    v = machine["versions"]
+    soft = ", ".join(f"{k} {v[k]}" for k in v)
+    load = machine.get("load_average_at_start")
+    return "\n".join(
+        [
+            f"# {title}",
+            "",
+            f"- Command: `{machine['command']}`",
+            f"- Date: {machine['date']}; git {machine['git']}",
+            f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM; "
+            f"{machine['os']}",
+            f"- GPU: {gpu_line}",
+            f"- Software: {soft}",
+            f"- Load average when started (1/5/15 min): {load}",
+            "",
+        ]
+    )

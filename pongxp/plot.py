@@ -1,0 +1,159 @@
+"""Learning curves from metrics logs, as a PNG (matplotlib, the ``plot`` extra).
+
+One figure, two panels: episode reward (thin) and running reward (bold)
+against episodes, and the same against training wall time (the log's
+cumulative ``time``, which leaves out checkpoint writes and videos). Each
+metrics file is one run in its own colour, so runs compare on one plot: CPU
+vs GPU, two seeds, two learning rates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pongxp import metrics
+from pongxp.extras import require
+
+KEYS = ("episode", "reward", "running_reward", "time")
+
+
+class PlotError(ValueError):
+    """A metrics file cannot be plotted; the message names it."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One metrics log as columns, in episode order.
+
+    Attributes:
+        label: legend name.
+        episode: (N,) int64. reward, running_reward, time: (N,) float64,
+            time in seconds of training.
+    """
+
+    label: str
+    episode: np.ndarray
+    reward: np.ndarray
+    running_reward: np.ndarray
+    time: np.ndarray
+
+
+def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
+    """Read one metrics JSONL file.
+
+    Raises:
+        PlotError: missing or unreadable file, no records, records without the keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PlotError(f"metrics file {path} does not exist; check the path")
+    try:
+        records = metrics.read(path)
+    except UnicodeDecodeError:
+        raise PlotError(f"{path} is not a pongxp metrics log (not UTF-8 text)") from None
+    except OSError as exc:
+        raise PlotError(f"cannot read metrics file {path}: {exc.strerror or exc}") from None
+    records = [r for r in records if isinstance(r, dict)]
+    if not records:
+        raise PlotError(f"{path} has no episode records; is it a pongxp metrics log?")
+    missing = [k for k in KEYS if k not in records[0]]
+    if missing:
+        raise PlotError(f"{path} is not a pongxp metrics log: no {', '.join(missing)}")
+    try:
+        cols = {k: np.asarray([r[k] for r in records], dtype=np.float64) for k in KEYS}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlotError(f"{path}: a record lacks or garbles a field ({exc})") from None
+    return Run(
+        label=label if label is not None else path.stem,
+        episode=cols["episode"].astype(np.int64),
+        reward=cols["reward"],
+        running_reward=cols["running_reward"],
+        time=cols["time"],
+    )
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    if seconds >= 3 * 3600:
+        return 3600.0, "hours"
+    if seconds >= 3 * 60:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def plot(
+    runs: Sequence[Run],
+    output: str | os.PathLike[str],
+    width: int = 1200,
+    height: int = 450,
+    dpi: int = 100,
+    title: str | None = None,
+) -> Path:
+    """Draw ``runs`` into a PNG of exactly ``width`` x ``height`` pixels.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (names ``pongxp[plot]``).
+        PlotError: no runs, a size too small, or the file cannot be written.
+    """
+    if not runs:
+        raise PlotError("no metrics files to plot")
+    if width < 200 or height < 150:
+        raise PlotError(f"--size must be at least 200x150 pixels, got {width}x{height}")
+    require("matplotlib", "plot", "plotting")
+    # The object API with an Agg canvas: no pyplot, no GUI backend, no global state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    by_episode, by_time = fig.subplots(1, 2, sharey=True)
+    scale, unit = _time_unit(max(float(r.time[-1]) for r in runs))
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"
+        for ax, x in ((by_episode, run.episode), (by_time, run.time / scale)):
+            ax.plot(x, run.reward, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(x, run.running_reward, color=color, linewidth=2.0, label=run.label)
+    by_episode.set_xlabel("episode")
+    by_episode.set_ylabel("reward (points won - points lost)")
+    by_time.set_xlabel(f"training wall time ({unit})")
+    by_episode.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # Running reward 0 = as good as the built-in opponent. Drawn only when the
+    # curves come near it: forcing it into view would flatten an early run's curve.
+    near_even = max(float(r.reward.max()) for r in runs) >= -5
+    for ax in (by_episode, by_time):
+        if near_even:
+            ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
+        ax.grid(True, alpha=0.3)
+    by_episode.legend(title="running reward (thin: episode reward)", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(output, dpi=dpi, format="png")
+    except OSError as exc:
+        raise PlotError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return output
+
+
+def plot_files(
+    paths: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    labels: Sequence[str] | None = None,
+    **options: object,
+) -> Path:
+    """Read metrics files and plot them; ``labels`` default to the file names.
+
+    Raises:
+        PlotError, MissingExtraError.
+    """
+    if labels and len(labels) != len(paths):
+        raise PlotError(f"got {len(labels)} --label for {len(paths)} metrics files")
+    require("matplotlib", "plot", "plotting")  # before reading possibly large logs
+    runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(paths)]
+    return plot(runs, output, **options)  # type: ignore[arg-type]

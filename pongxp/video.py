@@ -1,0 +1,459 @@
+"""Videos of the agent playing, at the game's real speed.
+
+Frame rate. The Atari 2600 (NTSC) draws 60 frames a second and the ALE
+emulates it frame by frame, but one agent step of Pong-v0 spans 2, 3 or 4 of
+those frames (a random frameskip) and v4/v5 envs other fixed counts. A video
+with one image per agent step would therefore run at a wrong and uneven
+speed. Instead each screen the agent saw is held for exactly as many emulator
+frames as its step lasted (read from the ALE's episode frame counter), and the
+result is sampled onto the video's clock:
+
+- MP4 (H.264 via the ffmpeg binary from imageio-ffmpeg): 60 fps, one video
+  frame per emulator frame, so an episode of F emulator frames gives F video
+  frames and lasts F / 60 seconds, like the game.
+- GIF (the fallback when no ffmpeg is installed): 20 fps, every third emulator
+  frame, because GIF delays are whole centiseconds and viewers slow down
+  anything under 2 cs; ceil(F / 3) frames, same duration. The GIF encoder
+  merges identical consecutive frames into one longer frame, so count GIF
+  frames by their durations (50 ms each).
+
+The screen at the end of the last step (the final score) is not shown: the
+actor reports the screen it decides on, and no decision follows the last one.
+
+The optional input panel beside the screen is the network's input at that
+step: the 80x80 difference frame (+1 white where a pixel appeared, -1 black
+where one vanished, 0 grey), each input pixel drawn 2x2 over the rows of the
+screen it was cropped from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pongxp.config import TrainConfig
+from pongxp.extras import require
+from pongxp.preprocess import BOTTOM, TOP
+from pongxp.rollout import Actor, EpisodeStats
+
+GAME_FPS = 60  # NTSC Atari 2600 frames a second, the ALE's unit of time
+FPS = {"mp4": 60, "gif": 20}
+SEPARATOR = 4  # black columns between the screen and the input panel
+
+# Input-panel colours (RGB).
+_PANEL_ZERO = np.array([128, 128, 128], dtype=np.uint8)
+_PANEL_UP = np.array([255, 255, 255], dtype=np.uint8)  # +1: a pixel appeared
+_PANEL_DOWN = np.array([0, 0, 0], dtype=np.uint8)  # -1: a pixel vanished
+_PANEL_OUTSIDE = np.array([40, 40, 40], dtype=np.uint8)  # rows the network never sees
+
+
+class VideoError(ValueError):
+    """A video cannot be made as asked (bad option, unwritable file)."""
+
+
+def input_panel(cols: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """The network input of one step, drawn at screen scale.
+
+    Args:
+        cols: (k,) int indices into the 6400 inputs where the difference is non-zero.
+        signs: (k,) int8, +1 or -1, the difference there.
+
+    Returns:
+        (210, 160, 3) uint8 image aligned with the 210x160 screen.
+    """
+    grid = np.broadcast_to(_PANEL_ZERO, (6400, 3)).copy()
+    grid[cols[signs > 0]] = _PANEL_UP
+    grid[cols[signs < 0]] = _PANEL_DOWN
+    field = grid.reshape(80, 80, 3).repeat(2, axis=0).repeat(2, axis=1)  # (160, 160, 3)
+    panel = np.broadcast_to(_PANEL_OUTSIDE, (210, 160, 3)).copy()
+    panel[TOP:BOTTOM] = field
+    return panel
+
+
+def compose(
+    screen: np.ndarray,
+    cols: np.ndarray | None = None,
+    signs: np.ndarray | None = None,
+    scale: int = 1,
+) -> np.ndarray:
+    """One video frame: the screen, optionally the input panel beside it, upscaled.
+
+    Args:
+        screen: (210, 160, 3) uint8 RGB.
+        cols, signs: the step's network input (see ``input_panel``); None for
+            the screen alone.
+        scale: integer upscale, nearest neighbour (keeps the pixels sharp).
+
+    Returns:
+        (210*scale, W*scale, 3) uint8, W = 160 or 160 + 4 + 160 with the panel.
+        Both sides are even, as H.264 in yuv420p needs.
+    """
+    frame = screen
+    if cols is not None and signs is not None:
+        gap = np.zeros((210, SEPARATOR, 3), dtype=np.uint8)
+        frame = np.concatenate([screen, gap, input_panel(cols, signs)], axis=1)
+    if scale != 1:
+        frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
+    return np.ascontiguousarray(frame)
+
+
+# -- writers -------------------------------------------------------------------
+
+
+class Writer(Protocol):
+    fps: int
+
+    def append(self, frame: np.ndarray) -> None: ...
+    def close(self) -> None: ...
+
+
+class Mp4Writer:
+    """H.264 MP4 through imageio's ffmpeg plugin, streamed (no frames kept)."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        imageio = require("imageio.v2", "video", "MP4 video")
+        self.fps = fps
+        self._writer = imageio.get_writer(
+            path,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            quality=None,  # libx264's default quality (CRF 23): flat Atari colours stay clean
+            macro_block_size=2,  # frames are already even-sized; never rescale them
+            ffmpeg_log_level="error",
+            # veryfast: a game is thousands of frames; "-f mp4": the name is a temporary one.
+            output_params=["-preset", "veryfast", "-tune", "animation", "-f", "mp4"],
+        )
+
+    def append(self, frame: np.ndarray) -> None:
+        self._writer.append_data(frame)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class GifWriter:
+    """Animated GIF through Pillow (installed with imageio).
+
+    GIF has no streaming encoder in Pillow, so frames are kept until
+    ``close()``, as palette images (1 byte a pixel, ~34 KB a frame at scale 1
+    without the panel, ~1,200 frames for a one-minute game).
+    """
+
+    def __init__(self, path: Path, fps: int) -> None:
+        require("imageio", "video", "video")
+        self._image = require("PIL.Image", "video", "GIF video")
+        self.fps = fps
+        self.path = path
+        self._frames: list[Any] = []
+
+    def append(self, frame: np.ndarray) -> None:
+        image = self._image.fromarray(frame)
+        # Atari screens have < 128 colours, so an adaptive palette is exact.
+        self._frames.append(image.convert("P", palette=self._image.Palette.ADAPTIVE))
+
+    def close(self) -> None:
+        if not self._frames:
+            raise VideoError("no frames to write")
+        first, *rest = self._frames
+        first.save(
+            self.path,
+            format="GIF",
+            save_all=True,
+            append_images=rest,
+            duration=1000 // self.fps,
+            loop=0,
+        )
+        self._frames.clear()
+
+
+def ffmpeg_available() -> tuple[bool, str]:
+    """(usable, reason): imageio-ffmpeg is installed and finds an ffmpeg binary."""
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except ImportError:
+        return False, "imageio-ffmpeg is not installed"
+    except RuntimeError as exc:  # installed, but no binary for this platform
+        return False, str(exc).splitlines()[0]
+    return True, "ok"
+
+
+def choose_format(output: Path) -> tuple[str, Path, str | None]:
+    """Pick MP4 or GIF from ``output``'s suffix.
+
+    ``.gif`` gives GIF. ``.mp4`` gives MP4 when ffmpeg is usable, else GIF
+    beside the asked-for name, with a note saying so.
+
+    Returns:
+        (format, path to write, note or None).
+
+    Raises:
+        MissingExtraError: imageio is not installed.
+        VideoError: another suffix.
+    """
+    suffix = output.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise VideoError(f"video file {output} must end in .mp4 or .gif")
+    require("imageio", "video", "video")
+    if suffix == ".gif":
+        return "gif", output, None
+    usable, reason = ffmpeg_available()
+    if not usable:
+        gif = output.with_suffix(".gif")
+        note = (
+            f"no MP4 encoder ({reason}); writing GIF {gif} instead; "
+            "pip install 'pongxp[video]' for MP4"
+        )
+        return "gif", gif, note
+    return "mp4", output, None
+
+
+def open_writer(fmt: str, path: Path, fps: int | None = None) -> Writer:
+    fps = fps or FPS[fmt]
+    if GAME_FPS % fps:
+        raise VideoError(f"video fps must divide {GAME_FPS}, got {fps}")
+    return Mp4Writer(path, fps) if fmt == "mp4" else GifWriter(path, fps)
+
+
+# -- recording -----------------------------------------------------------------
+
+
+class EpisodeRecorder:
+    """An ``Actor.play`` ``on_frame`` callback that writes frames at game speed.
+
+    Each call brings the screen the agent is about to act on; the call after
+    it (or ``finish``) tells, through the ALE's episode frame counter, how many
+    emulator frames that screen stayed up. Video frame k shows the screen of
+    emulator frame k * (60 / fps).
+    """
+
+    def __init__(
+        self,
+        writer: Writer,
+        ale: Any,
+        show_input: bool = False,
+        scale: int = 1,
+        max_frames: int | None = None,
+    ) -> None:
+        self.writer = writer
+        self.ale = ale
+        self.show_input = show_input
+        self.scale = scale
+        self.max_frames = max_frames
+        self.stride = GAME_FPS // writer.fps  # emulator frames per video frame
+        self.frames = 0  # video frames written
+        self.emulator_frames = 0  # emulator frames covered so far
+        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, screen: np.ndarray, cols: np.ndarray, signs: np.ndarray) -> None:
+        self._flush(self.ale.getEpisodeFrameNumber())
+        # Copies: the emulator may reuse its buffers for the next step.
+        self._pending = (screen.copy(), cols.copy(), signs.copy())
+
+    def finish(self) -> None:
+        """Write the last screen; call after ``play`` returns, before the next reset."""
+        self._flush(self.ale.getEpisodeFrameNumber())
+        self._pending = None
+
+    def _flush(self, now: int) -> None:
+        if self._pending is not None:
+            # Video frames k whose time k * stride falls in [start, now).
+            count = _ceil_div(now, self.stride) - _ceil_div(self.emulator_frames, self.stride)
+            if self.max_frames is not None:
+                count = min(count, self.max_frames - self.frames)
+            if count > 0:
+                screen, cols, signs = self._pending
+                if not self.show_input:
+                    cols = signs = None
+                frame = compose(screen, cols, signs, self.scale)
+                for _ in range(count):
+                    self.writer.append(frame)
+                self.frames += count
+        self.emulator_frames = now
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What ``record`` wrote."""
+
+    path: Path
+    format: str
+    fps: int
+    frames: int  # video frames written
+    emulator_frames: int  # emulator frames the episode lasted
+    stats: EpisodeStats  # the episode's reward, steps, seconds
+
+    @property
+    def seconds(self) -> float:
+        """Length of the video (the GIF may store fewer, longer frames)."""
+        return self.frames / self.fps
+
+
+def record(
+    actor: Actor,
+    output: str | os.PathLike[str],
+    greedy: bool = False,
+    show_input: bool = False,
+    scale: int | None = None,
+    max_seconds: float | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Recording:
+    """Play one episode with ``actor`` (weights set) and write its video.
+
+    The file is written under a temporary name and renamed at the end, so an
+    interrupted recording leaves no half-written video.
+
+    Args:
+        output: a ``.mp4`` or ``.gif`` path (see ``choose_format``).
+        greedy: take the more likely action instead of sampling.
+        show_input: put the network's input beside the screen.
+        scale: integer upscale; default 2 for MP4, 1 for GIF (GIF frames are
+            kept in memory until the end).
+        max_seconds: stop the video (not the episode) after this long.
+        say: where to print a note when falling back to GIF.
+
+    Raises:
+        MissingExtraError, VideoError.
+    """
+    fmt, path, note = choose_format(Path(output))
+    scale = scale if scale is not None else (2 if fmt == "mp4" else 1)
+    if scale < 1:
+        raise VideoError(f"--scale must be a positive integer, got {scale}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise VideoError(f"--max-seconds must be > 0, got {max_seconds}")
+    if note and say is not None:
+        say(note)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = open_writer(fmt, tmp)
+        max_frames = None if max_seconds is None else max(1, round(max_seconds * writer.fps))
+        recorder = EpisodeRecorder(writer, actor.env.unwrapped.ale, show_input, scale, max_frames)
+        try:
+            _, stats = actor.play(greedy=greedy, on_frame=recorder)
+            recorder.finish()
+        finally:
+            writer.close()
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise VideoError(f"cannot write video {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return Recording(path, fmt, writer.fps, recorder.frames, recorder.emulator_frames, stats)
+
+
+def record_checkpoint(
+    checkpoint_path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    env_id: str | None = None,
+    **options: Any,
+) -> Recording:
+    """Video of one episode played by a checkpoint's policy.
+
+    Args:
+        output: ``.mp4`` or ``.gif``; default the checkpoint's path with ``.mp4``.
+        seed: seeds the emulator and the action sampler (same seed, same game).
+        env_id: play this env instead of the checkpoint's.
+        options: ``greedy``, ``show_input``, ``scale``, ``max_seconds``, ``say``
+            as for ``record``.
+
+    Raises:
+        CheckpointError, EnvError, MissingExtraError, VideoError: one line each.
+    """
+    from pongxp.evaluate import load_actor
+
+    if seed < 0:
+        raise VideoError(f"--seed must be >= 0, got {seed}")
+    output = Path(output) if output is not None else Path(checkpoint_path).with_suffix(".mp4")
+    choose_format(output)  # a missing extra or bad name fails before the episode is played
+    actor, _ = load_actor(checkpoint_path, seed, env_id)
+    try:
+        return record(actor, output, **options)
+    finally:
+        actor.close()
+
+
+# -- during training -----------------------------------------------------------
+
+
+def recording_seed(seed: int, episode: int) -> int:
+    """Seed of the video episode after training ``episode``: its own stream,
+    apart from the training actors' (``workers.actor_seed`` hashes (seed, index))."""
+    return int(np.random.SeedSequence((seed, episode, 0x766964)).generate_state(1)[0])
+
+
+def video_dir(checkpoint_path: str | os.PathLike[str]) -> Path:
+    """``runs/pong.npz`` -> ``runs/pong-videos``."""
+    path = Path(checkpoint_path)
+    return path.with_name(f"{path.stem}-videos")
+
+
+class TrainingRecorder:
+    """``--video-every K``: a video of one episode each time training passes K episodes.
+
+    The episode is played by a separate emulator and sampler, seeded from
+    (run seed, episode), with the weights just committed and sampled actions
+    as in training, so the training's own random streams, results and
+    checkpoints are the same with or without videos.
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, start_episode: int, say: Callable[[str], None] | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.every = cfg.video_every
+        self.last = start_episode
+        self.say = say
+        # Check the extras now, not K episodes into the run.
+        self.format, _, note = choose_format(Path("x.mp4"))
+        if note and say is not None:
+            say(note)
+
+    def after_batch(
+        self, episode: int, params: dict[str, Any], to_host: Callable[[Any], np.ndarray]
+    ) -> Recording | None:
+        """Record if a multiple of K lies in (last call's episode, ``episode``].
+
+        A video that cannot be written (disk full, say) is reported and
+        skipped: videos are a side output and must not end a training run.
+        """
+        due = episode // self.every > self.last // self.every
+        self.last = episode
+        if not due:
+            return None
+        import array_api_compat.numpy as xp  # actors always run on the host
+
+        say = self.say or (lambda _text: None)
+        actor = Actor(
+            self.cfg.env_id, recording_seed(self.cfg.seed, episode), xp, dtype=self.cfg.dtype
+        )
+        try:
+            actor.set_weights(to_host(params["W1"]), to_host(params["W2"]))
+            out = video_dir(self.cfg.checkpoint) / f"ep{episode:06d}.{self.format}"
+            rec = record(actor, out)
+        except VideoError as exc:
+            say(f"video skipped at episode {episode}: {exc}; training goes on")
+            return None
+        finally:
+            actor.close()
+        say(
+            f"video: {rec.path} (episode {episode}, reward {rec.stats.reward:+d}, "
+            f"{rec.seconds:.0f} s)"
+        )
+        return rec

@@ -1,0 +1,116 @@
+"""Learning-curve PNGs from real metrics logs; missing extra and bad logs give one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, cli_env, run_cli
+from PIL import Image
+
+from pongxp.plot import PlotError, load_run
+
+# matplotlib's default colours C0 and C1: the first and second run.
+BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The session's 2-episode run, and a 3-episode run with another seed."""
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_cli(
+        "train.py",
+        "--episodes", "3",
+        "--batch-size", "1",
+        "--hidden", "16",
+        "--seed", "1",
+        "--device", "cpu",
+        "--checkpoint", str(out / "seed1.npz"),
+        "--metrics", str(out / "seed1.jsonl"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [small_checkpoint.with_suffix(".jsonl"), out / "seed1.jsonl"]
+
+
+def colour_pixels(png: Path, rgb: tuple[int, int, int]) -> int:
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    return int(np.all(pixels == rgb, axis=1).sum())
+
+
+def test_two_runs_on_one_png_of_the_asked_size(two_runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "curves" / "curve.png"
+    proc = run_cli(
+        "plot", *map(str, two_runs), "--label", "seed 0", "--label", "seed 1",
+        "--size", "900x400", "-o", str(out), "--title", "test",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout
+    with Image.open(out) as image:
+        assert image.format == "PNG"
+        assert image.size == (900, 400)
+    # Both runs are drawn (each panel has a bold line per run in its colour).
+    assert colour_pixels(out, BLUE) > 50
+    assert colour_pixels(out, ORANGE) > 50
+
+
+def test_one_run_uses_one_colour(two_runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "one.png"
+    proc = run_cli("plot", str(two_runs[1]), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as image:
+        assert image.size == (1200, 450)
+    assert colour_pixels(out, BLUE) > 50
+    assert colour_pixels(out, ORANGE) == 0
+
+
+def test_load_run_reads_the_log_columns(two_runs: list[Path]) -> None:
+    run = load_run(two_runs[1])
+    lines = [json.loads(line) for line in two_runs[1].read_text().splitlines()]
+    assert run.label == "seed1"
+    assert run.episode.tolist() == [1, 2, 3]
+    assert run.reward.tolist() == [r["reward"] for r in lines]
+    assert run.running_reward.tolist() == [r["running_reward"] for r in lines]
+    assert np.all(np.diff(run.time) > 0)  # cumulative training seconds
+
+
+def test_bad_metrics_files_give_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text('{"loss": 1.0}\n')
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(bytes(range(128, 256)))
+    for path in (tmp_path / "missing.jsonl", empty, foreign, binary):
+        with pytest.raises(PlotError, match=str(path)):
+            load_run(path)
+        proc = run_cli("plot", str(path), "-o", str(tmp_path / "x.png"))
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith("error: ") and str(path) in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_missing_matplotlib_names_the_extra(two_runs: list[Path], tmp_path: Path) -> None:
+    # Run the CLI in a Python where importing matplotlib fails, as if not installed.
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        "from pongxp.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = tmp_path / "x.png"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "plot", str(two_runs[0]), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: plotting needs matplotlib, which is not installed; pip install 'pongxp[plot]'"
+    )
+    assert not out.exists()
