@@ -453,14 +453,8 @@ def main(argv: list[str] | None = None) -> None:
     record["update"] = measure(args, info["gpu"])
     record["memory"] = [] if args.no_memory else measure_memory(args)
     record["verdicts"] = verdicts(record)
-    record["seconds"] = round(time.perf_counter() - started, 1)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    record["machine"]["load_average_at_end"] = [round(x, 2) for x in load] if load else None
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(record))
-    print("\n".join(record["verdicts"]))
-    print(f"wrote {args.out / (args.name + '.json')} and .md ({record['seconds']} s)")
+    machine.finish_record(record, started)
+    machine.write_results(record, markdown(record), args.out, args.name)
 
 
 if __name__ == "__main__":

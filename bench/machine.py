@@ -8,6 +8,7 @@ commit and exact command line that produced it.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import shlex
@@ -182,3 +183,19 @@ def markdown_header(machine: dict[str, Any], title: str) -> str:
             "",
         ]
     )
+
+
+def finish_record(record: dict[str, Any], started: float) -> None:
+    """Stamp a benchmark record with its run time and the load average at its end."""
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    record["machine"]["load_average_at_end"] = [round(x, 2) for x in load] if load else None
+
+
+def write_results(record: dict[str, Any], table: str, out: Path, name: str) -> None:
+    """Write ``out/name.json`` and ``out/name.md`` and print the verdicts."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table)
+    print("\n".join(record["verdicts"]))
+    print(f"wrote {out / (name + '.json')} and .md ({record['seconds']} s)")

@@ -50,18 +50,33 @@ def train_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]
     return run
 
 
+def run_cli_without(
+    module: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pongxp ARGS`` in a Python where ``module`` cannot be imported,
+    as if its optional extra were not installed."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None; "
+        "from pongxp.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=ROOT,
+    )  # fmt: skip
+
+
+def train_small(out: Path, name: str, *flags: str) -> Path:
+    """Train a tiny real run (hidden 16, batch 1, CPU) into ``out``; return its checkpoint."""
+    proc = run_cli(
+        "train.py", "--batch-size", "1", "--hidden", "16", "--device", "cpu",
+        "--checkpoint", str(out / f"{name}.npz"), "--metrics", str(out / f"{name}.jsonl"),
+        *flags,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out / f"{name}.npz"
+
+
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint after 2 episodes (batch size 1, hidden 16), made once per session."""
-    out = tmp_path_factory.mktemp("ckpt")
-    proc = run_cli(
-        "train.py",
-        "--episodes", "2",
-        "--batch-size", "1",
-        "--hidden", "16",
-        "--device", "cpu",
-        "--checkpoint", str(out / "small.npz"),
-        "--metrics", str(out / "small.jsonl"),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return out / "small.npz"
+    return train_small(tmp_path_factory.mktemp("ckpt"), "small", "--episodes", "2")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, cli_env, run_cli
+from conftest import run_cli, run_cli_without, train_small
 from PIL import Image
 
 from pongxp.plot import PlotError, load_run
@@ -22,17 +20,7 @@ BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
 def two_runs(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The session's 2-episode run, and a 3-episode run with another seed."""
     out = tmp_path_factory.mktemp("runs")
-    proc = run_cli(
-        "train.py",
-        "--episodes", "3",
-        "--batch-size", "1",
-        "--hidden", "16",
-        "--seed", "1",
-        "--device", "cpu",
-        "--checkpoint", str(out / "seed1.npz"),
-        "--metrics", str(out / "seed1.jsonl"),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    train_small(out, "seed1", "--episodes", "3", "--seed", "1")
     return [small_checkpoint.with_suffix(".jsonl"), out / "seed1.jsonl"]
 
 
@@ -96,19 +84,8 @@ def test_bad_metrics_files_give_one_line(tmp_path: Path) -> None:
 
 def test_missing_matplotlib_names_the_extra(two_runs: list[Path], tmp_path: Path) -> None:
     # Run the CLI in a Python where importing matplotlib fails, as if not installed.
-    code = (
-        "import sys; sys.modules['matplotlib'] = None; "
-        "from pongxp.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
     out = tmp_path / "x.png"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "plot", str(two_runs[0]), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=ROOT,
-        timeout=60,
-    )
+    proc = run_cli_without("matplotlib", "plot", str(two_runs[0]), "-o", str(out))
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: plotting needs matplotlib, which is not installed; pip install 'pongxp[plot]'"

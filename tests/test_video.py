@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import imageio.v2 as imageio
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import ROOT, cli_env, run_cli
+from conftest import run_cli, run_cli_without
 from PIL import Image
 
 from pongxp import checkpoint
@@ -94,20 +92,8 @@ def test_gif_at_20_fps_cut_to_max_seconds(small_checkpoint: Path, tmp_path: Path
 
 
 def test_gif_fallback_without_ffmpeg(small_checkpoint: Path, tmp_path: Path) -> None:
-    # A Python where imageio-ffmpeg cannot be imported, as if not installed.
-    code = (
-        "import sys; sys.modules['imageio_ffmpeg'] = None; "
-        "from pongxp.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
     asked = tmp_path / "play.mp4"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "video", str(small_checkpoint), "-o", str(asked)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_cli_without("imageio_ffmpeg", "video", str(small_checkpoint), "-o", str(asked))
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'pongxp[video]'" in proc.stderr
     assert not asked.exists()
@@ -117,18 +103,8 @@ def test_gif_fallback_without_ffmpeg(small_checkpoint: Path, tmp_path: Path) -> 
 
 
 def test_missing_imageio_names_the_extra(small_checkpoint: Path, tmp_path: Path) -> None:
-    code = (
-        "import sys; sys.modules['imageio'] = None; "
-        "from pongxp.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "video", str(small_checkpoint), "-o", str(tmp_path / "v.mp4")],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=ROOT,
-        timeout=60,
-    )
+    out = str(tmp_path / "v.mp4")
+    proc = run_cli_without("imageio", "video", str(small_checkpoint), "-o", out)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: video needs imageio, which is not installed; pip install 'pongxp[video]'"
