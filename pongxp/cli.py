@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -368,10 +369,12 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pongxp COMMAND`` (also the ``pongxp`` console script)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The console script is "pongxp"; python -m runs this module as __main__.py.
+    program = "pongxp" if os.path.basename(sys.argv[0]) == "pongxp" else "python -m pongxp"
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m pongxp {" + ",".join(COMMANDS) + "} [options]")
+        print(f"usage: {program} {{" + ",".join(COMMANDS) + "} [options]")
         for name, (summary, _) in COMMANDS.items():
             print(f"  {name:<9} {summary}")
-        print("each command has --help, e.g. python -m pongxp evaluate --help")
+        print(f"each command has --help, e.g. {program} evaluate --help")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]][1](argv[1:], prog=f"python -m pongxp {argv[0]}")
+    return COMMANDS[argv[0]][1](argv[1:], prog=f"{program} {argv[0]}")

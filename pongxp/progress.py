@@ -17,8 +17,8 @@ def episode_line(record: dict[str, Any]) -> str:
 class Progress:
     """Reports episodes and messages.
 
-    On a terminal: a tqdm bar (episode, running reward, steps/s, ETA) with
-    episode lines above it. Not a terminal (CI, a log file): one plain line per
+    On a terminal: one tqdm bar (episodes done, ETA, running reward, steps/s)
+    with messages (start, saves, end) above it. Not a terminal (CI, a log file): one plain line per
     episode. ``quiet``: messages only.
     """
 
