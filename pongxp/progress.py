@@ -17,8 +17,8 @@ def episode_line(record: dict[str, Any]) -> str:
 class Progress:
     """Reports episodes and messages.
 
-    On a terminal: one tqdm bar (episodes done, ETA, running reward, steps/s)
-    with messages (start, saves, end) above it. Not a terminal (CI, a log file): one plain line per
+    On a terminal: one line per episode scrolling above a tqdm bar (episodes
+    done, ETA, running reward, steps/s). Not a terminal (CI, a log file): one plain line per
     episode. ``quiet``: messages only.
     """
 
@@ -41,6 +41,7 @@ class Progress:
         if self.bar is None:
             print(episode_line(record), file=self.stream, flush=True)
             return
+        self.bar.write(episode_line(record), file=self.stream)
         self.bar.set_postfix(
             running=f"{record['running_reward']:+.2f}",
             steps_s=f"{record['steps_per_s']:.0f}",
