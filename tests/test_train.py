@@ -77,11 +77,12 @@ def test_same_seed_is_bit_identical(train_cli: Run, tmp_path: Path) -> None:
     assert not np.array_equal(weights(tmp_path / "c.npz")["W1"], wa["W1"])
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_resume_is_exact(train_cli: Run, tmp_path: Path, dtype: str) -> None:
-    straight = train_cli("--episodes", "4", *SMALL, "--dtype", dtype, name="straight")
+@pytest.mark.parametrize(("dtype", "num_envs"), [("float32", 1), ("float64", 1), ("float32", 2)])
+def test_resume_is_exact(train_cli: Run, tmp_path: Path, dtype: str, num_envs: int) -> None:
+    flags = (*SMALL, "--dtype", dtype, "--num-envs", str(num_envs))
+    straight = train_cli("--episodes", "4", *flags, name="straight")
     assert straight.returncode == 0, straight.stderr
-    first = train_cli("--episodes", "2", *SMALL, "--dtype", dtype, name="split")
+    first = train_cli("--episodes", "2", *flags, name="split")
     assert first.returncode == 0, first.stderr
     second = run_cli(
         "train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "4", "--device", "cpu",
