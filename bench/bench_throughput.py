@@ -10,8 +10,11 @@ machine slows all of them alike), this measures:
 - ``bare ALE``: N processes, each running the same emulator loop with nothing
   else: the same frameskip draws and sticky actions, ``ale.act``, a copy of the
   raw palette screen and the end-of-game checks. A floor for any pixel agent.
-- ``rollouts``: ``ActorPool(env_id, seed, N)`` playing episodes with fixed
-  weights (preprocessing, policy, sampling, recording; no learning).
+- ``rollouts``: ``ActorPool(env_id, N)`` playing batches of ``--batch-size``
+  episodes with fixed weights (preprocessing, policy, sampling, recording; no
+  learning), as training hands them out. Also its actors' idle share: the part
+  of N x the batches' wall time that no episode was being played, i.e. actors
+  waiting for a batch's last episode.
 - ``training``: ``pongxp.trainer.train`` on the CPU (float32 by default), an
   update every ``--batch-size`` episodes; steps / the trainer's own elapsed
   time, which counts everything per batch (weights to the actors, episodes,
@@ -56,7 +59,7 @@ from pongxp.config import INPUT_SIZE, TrainConfig
 from pongxp.policy import init_params
 from pongxp.rollout import DOWN, UP, Actor, make_env
 from pongxp.trainer import train
-from pongxp.workers import ActorPool, actor_seed
+from pongxp.workers import ActorPool, fresh_streams, stream_seed
 
 TARGET_RATIO = 0.90
 MODES = ("bare gym", "bare ALE", "rollouts", "training")
@@ -138,7 +141,7 @@ def run_bare(env_id: str, num_envs: int, mode: str, seconds: float, seed: int) -
     pipes, procs = [], []
     for index in range(num_envs):
         parent, child = ctx.Pipe()
-        args = (child, env_id, actor_seed(seed, index), mode, seconds)
+        args = (child, env_id, stream_seed(seed, index), mode, seconds)
         proc = ctx.Process(target=_bare_worker, args=args, daemon=True)
         proc.start()
         pipes.append(parent)
@@ -208,11 +211,24 @@ def _pool_cpu(pool: ActorPool) -> float | None:
     return None if workers is None else time.process_time() + workers
 
 
-def run_rollouts(pool: ActorPool, episodes: int) -> dict[str, Any]:
+def run_rollouts(pool: ActorPool, episodes: int, batch_size: int, seed: int) -> dict[str, Any]:
+    """``episodes`` episodes in batches of ``batch_size`` slots, as the trainer plays them."""
     cpu0, wall = _pool_cpu(pool), time.perf_counter()
-    steps = sum(stats.steps for _, stats in pool.play(episodes))
+    busy0, wall0 = pool.busy_seconds, pool.wall_seconds
+    streams, steps, done = fresh_streams(seed, batch_size), 0, 0
+    while done < episodes:
+        count = min(batch_size, episodes - done)
+        for j, (_, stats, stream) in enumerate(pool.play(streams[:count])):
+            streams[j] = stream
+            steps += stats.steps
+        done += count
     wall, cpu1 = time.perf_counter() - wall, _pool_cpu(pool)
-    out: dict[str, Any] = {"steps": steps, "steps_per_s": steps / wall}
+    busy, played = pool.busy_seconds - busy0, pool.wall_seconds - wall0
+    out: dict[str, Any] = {
+        "steps": steps,
+        "steps_per_s": steps / wall,
+        "idle_share": 1 - busy / (pool.num_actors * played),
+    }
     if cpu0 is not None and cpu1 is not None:
         out["steps_per_cpu_s"] = steps / (cpu1 - cpu0)
     return out
@@ -274,15 +290,15 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     host = init_params(np.random.default_rng(0), TrainConfig().hidden, INPUT_SIZE)
     with tempfile.TemporaryDirectory() as tmpdir:
         for n in args.num_envs:
-            pool = ActorPool(args.env_id, 12345, n, args.dtype)
+            pool = ActorPool(args.env_id, n, args.dtype)
             pool.set_weights(host["W1"], host["W2"])
-            for _ in pool.play(n):  # warm-up: imports, caches, first colours
+            for _ in pool.play(fresh_streams(12345, n)):  # warm-up: imports, caches, colours
                 pass
             runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
             for r in range(args.rounds):
                 runs["bare gym"].append(run_bare(args.env_id, n, "bare gym", args.bare_seconds, r))
                 runs["bare ALE"].append(run_bare(args.env_id, n, "bare ALE", args.bare_seconds, r))
-                runs["rollouts"].append(run_rollouts(pool, args.episodes))
+                runs["rollouts"].append(run_rollouts(pool, args.episodes, args.batch_size, r))
                 runs["training"].append(run_training(args, n, r, Path(tmpdir)))
                 print(
                     f"N={n} round {r + 1}: "
@@ -303,9 +319,10 @@ def summarise(num_envs: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str,
             "max": max(r["steps_per_s"] for r in results),
             "steps": sum(r["steps"] for r in results),
         }
-        cpu = [r["steps_per_cpu_s"] for r in results if "steps_per_cpu_s" in r]
-        if cpu:
-            row[mode]["steps_per_cpu_s"] = statistics.median(cpu)
+        for key in ("steps_per_cpu_s", "idle_share"):
+            values = [r[key] for r in results if key in r]
+            if values:
+                row[mode][key] = statistics.median(values)
     for ref in ("bare gym", "bare ALE"):
         for mode in ("rollouts", "training"):
             for unit in ("steps_per_s", "steps_per_cpu_s"):
@@ -418,11 +435,13 @@ def markdown(record: dict[str, Any]) -> str:
         f"round. Training: {s['batches']} batches of {s['batch_size']} episodes per round (plus "
         "a 1-batch run from the same seed for the CPU-time difference). Steps/s: median over "
         "rounds (min-max). Per CPU s: steps per CPU second of all processes doing the work. "
-        "Ratios: median over rounds of each round's ratio.",
+        "Ratios: median over rounds of each round's ratio. Idle: the rollout actors' "
+        "idle share of the batches' wall time (median over rounds).",
         "",
         "| N envs | mode | steps/s | min-max | steps per CPU s "
-        "| / bare gym (steps/s) | / bare gym (CPU) | / bare ALE (steps/s) | / bare ALE (CPU) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| / bare gym (steps/s) | / bare gym (CPU) | / bare ALE (steps/s) | / bare ALE (CPU) "
+        "| idle |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in record["throughput"]:
         for mode in MODES:
@@ -433,9 +452,10 @@ def markdown(record: dict[str, Any]) -> str:
                 for ref in ("bare gym", "bare ALE")
                 for unit in ("steps_per_s", "steps_per_cpu_s")
             )
+            idle = f"{m['idle_share']:.1%}" if "idle_share" in m else ""
             lines.append(
                 f"| {row['num_envs']} | {mode} | {m['steps_per_s']:,.0f} | "
-                f"{m['min']:,.0f}-{m['max']:,.0f} | {cpu} | {ratios} |"
+                f"{m['min']:,.0f}-{m['max']:,.0f} | {cpu} | {ratios} | {idle} |"
             )
     lines += ["", "## Targets", ""] + [f"- {v}" for v in record["verdicts"]]
     if record.get("breakdown"):
@@ -485,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env-id", default=TrainConfig().env_id)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--episodes", type=int, default=10, help="rollout episodes per round")
+    parser.add_argument("--episodes", type=int, default=20, help="rollout episodes per round")
     parser.add_argument("--batch-size", type=int, default=10, help="training: episodes/update")
     parser.add_argument("--batches", type=int, default=2, help="training: batches per round")
     parser.add_argument("--bare-seconds", type=float, default=4.0)

@@ -34,7 +34,9 @@ import numpy as np
 
 from pongxp.config import INPUT_SIZE, TrainConfig
 
-FORMAT_VERSION = 1
+# 2: rollout state per batch slot ("streams"). 1 held it per actor ("actors"); such
+# files still load, and a resume from one starts fresh streams (workers.py).
+FORMAT_VERSION = 2
 WEIGHT_NAMES = ("W1", "W2")
 REQUIRED = (
     "format_version",
@@ -47,8 +49,8 @@ REQUIRED = (
     "total_steps",
     "elapsed",
     "config",
-    "actors",
 )
+STREAM_KEY = {1: "actors", 2: "streams"}  # by format version
 
 
 class CheckpointError(RuntimeError):
@@ -66,7 +68,7 @@ class Checkpoint:
     total_steps: int
     elapsed: float  # seconds of training so far
     config: TrainConfig
-    actors: list[dict[str, Any]]  # rollout.Actor.state() of each actor
+    streams: list[dict[str, Any]]  # per batch slot: see workers.py; [] from format 1
 
 
 def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
@@ -87,7 +89,7 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
         "total_steps": np.asarray(ckpt.total_steps, dtype=np.int64),
         "elapsed": np.asarray(ckpt.elapsed, dtype=np.float64),
         "config": np.asarray(ckpt.config.to_json()),
-        "actors": np.asarray(json.dumps(ckpt.actors)),
+        "streams": np.asarray(json.dumps(ckpt.streams)),
     }
     for name in WEIGHT_NAMES:
         arrays[name] = np.asarray(ckpt.params[name])
@@ -280,12 +282,14 @@ def _load(path: Path, hidden: int | None) -> Checkpoint:
             # A bare .npy array: np.load returns the array itself.
             raise CheckpointError(f"{path} is a single .npy array, not a pongxp checkpoint")
         with loaded as data:
-            missing = [k for k in REQUIRED if k not in data.files]
+            version = data["format_version"] if "format_version" in data.files else None
+            wanted = (*REQUIRED, STREAM_KEY.get(_version(path, version), "streams"))
+            missing = [k for k in wanted if k not in data.files]
             if missing:
                 raise CheckpointError(
                     f"{path} is not a pongxp checkpoint: missing {', '.join(missing)}"
                 )
-            arrays = {k: data[k] for k in REQUIRED}
+            arrays = {k: data[k] for k in wanted}
     except CheckpointError:
         raise
     except (
@@ -318,12 +322,20 @@ def _scalar(path: Path, arrays: dict[str, np.ndarray], key: str, kind: str) -> A
     return value.item()
 
 
-def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> Checkpoint:
-    version = _scalar(path, arrays, "format_version", "iu")
-    if version != FORMAT_VERSION:
+def _version(path: Path, value: np.ndarray | None) -> int | None:
+    """The file's format version, or None if it has none; refuses unknown ones."""
+    if value is None:
+        return None  # reported as a missing key
+    version = _scalar(path, {"format_version": value}, "format_version", "iu")
+    if version not in STREAM_KEY:
         raise CheckpointError(
-            f"{path} has format version {version}; this pongxp reads version {FORMAT_VERSION}"
+            f"{path} has format version {version}; this pongxp reads versions "
+            f"{', '.join(map(str, STREAM_KEY))}: use a newer pongxp"
         )
+    return int(version)
+
+
+def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> Checkpoint:
     try:
         config = TrainConfig.from_json(_scalar(path, arrays, "config", "U"))
         # Stored settings become the defaults of a resume: check them here so a
@@ -332,11 +344,14 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
     except (ValueError, TypeError, AttributeError) as exc:  # ConfigError, JSON errors
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: its stored settings are invalid ({detail})") from None
-    try:
-        actors = json.loads(_scalar(path, arrays, "actors", "U"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: actor state is not valid JSON ({exc})") from None
-    _check_actors(path, actors)
+    if "streams" in arrays:
+        try:
+            streams = json.loads(_scalar(path, arrays, "streams", "U"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: rollout state is not valid JSON ({exc})") from None
+        _check_streams(path, streams)
+    else:  # format 1: per-actor state, which cannot be mapped onto slots
+        streams = []
     w1 = arrays["W1"]
     h = w1.shape[0] if w1.ndim == 2 else -1
     expected = {"W1": (h, INPUT_SIZE), "W2": (h,)}
@@ -372,29 +387,34 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         total_steps=counters["total_steps"],
         elapsed=floats["elapsed"],
         config=config,
-        actors=actors,
+        streams=streams,
     )
 
 
-def _check_actors(path: Path, actors: Any) -> None:
-    """Check each actor snapshot decodes, before any emulator or worker sees it.
+def _check_streams(path: Path, streams: Any) -> None:
+    """Check each slot's stream decodes, before any emulator or worker sees it.
 
     A damaged emulator state would otherwise fail deep inside ale-py (or kill
     a rollout worker process) with no mention of this file.
     """
     import ale_py
 
-    if not isinstance(actors, list) or not actors:
-        raise CheckpointError(f"{path}: actor state is not a non-empty list")
-    for i, actor in enumerate(actors):
+    if not isinstance(streams, list) or not streams:
+        raise CheckpointError(f"{path}: rollout state is not a non-empty list")
+    for i, stream in enumerate(streams):
         try:
-            if not isinstance(actor, dict):
+            if not isinstance(stream, dict):
                 raise TypeError("not an object")
-            ale_py.ALEState(base64.b64decode(actor["ale"], validate=True))
+            if "seed" in stream:  # fresh: not played yet
+                seed = stream["seed"]
+                if not (isinstance(seed, int) and 0 <= seed < 2**32):
+                    raise ValueError("bad seed")
+                continue
+            ale_py.ALEState(base64.b64decode(stream["ale"], validate=True))
             for key in ("env_rng", "action_rng"):
-                if actor[key].get("bit_generator") != "PCG64":
+                if stream[key].get("bit_generator") != "PCG64":
                     raise ValueError(f"{key} is not a PCG64 state")
-                np.random.PCG64().state = actor[key]  # validates the fields
+                np.random.PCG64().state = stream[key]  # validates the fields
         # ale-py reports undecodable bytes as SystemError; the rest are ours.
         except (TypeError, KeyError, ValueError, AttributeError, SystemError, binascii.Error):
-            raise CheckpointError(f"{path}: the state of actor {i} is damaged") from None
+            raise CheckpointError(f"{path}: the rollout state of slot {i} is damaged") from None

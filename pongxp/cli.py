@@ -21,7 +21,6 @@ FROM_CHECKPOINT = (
     "decay_rate",
     "seed",
     "env_id",
-    "num_envs",
     "dtype",
     "checkpoint_every",
     "keep",
@@ -81,9 +80,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     env.add_argument(
         "--num-envs",
-        type=int,
+        type=_num_envs,
         default=None,
-        help=f"emulators stepping in parallel processes (default {d.num_envs})",
+        help="rollout actors, one emulator process each; auto = the cores this process may "
+        "use (os.sched_getaffinity), at most --batch-size. The episodes played do not "
+        f"depend on it, only the speed (default {d.num_envs})",
     )
     dev = parser.add_argument_group("device")
     dev.add_argument(
@@ -145,6 +146,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "without it such a run stops with a hint to --resume",
     )
     run.add_argument("--quiet", action="store_true", help="no per-episode output")
+
+
+def _num_envs(text: str) -> int | str:
+    """``auto`` or an integer; anything else is left for ``validate`` to name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -14,6 +14,18 @@ from typing import Any
 INPUT_SIZE = 6400
 
 DEVICES = ("cpu", "gpu", "auto")
+#: More rollout processes than this is surely a typo (each holds an emulator).
+MAX_NUM_ENVS = 512
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 DTYPES = ("float32", "float64")
 
 
@@ -41,7 +53,9 @@ class TrainConfig:
     # Environment. Pong-v0 is the tutorial's env: a frameskip drawn from 2..4 and
     # sticky actions (p=0.25), so published learning curves compare directly.
     env_id: str = "Pong-v0"
-    num_envs: int = 1  # parallel rollout processes
+    # Rollout actors (one process each); "auto" = the usable cores. Episodes do not
+    # depend on it (workers.py), so it only changes speed.
+    num_envs: int | str = "auto"
     # Run
     episodes: int = 10_000  # total episodes (including those before a resume)
     device: str = "auto"
@@ -69,13 +83,21 @@ class TrainConfig:
             "episodes": self.episodes,
             "batch-size": self.batch_size,
             "hidden": self.hidden,
-            "num-envs": self.num_envs,
             "checkpoint-every": self.checkpoint_every,
             "keep": self.keep,
         }
         for name, value in positive_ints.items():
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        if self.num_envs != "auto" and not (
+            isinstance(self.num_envs, int)
+            and not isinstance(self.num_envs, bool)
+            and 0 < self.num_envs <= MAX_NUM_ENVS
+        ):
+            raise ConfigError(
+                f"--num-envs must be auto or an integer from 1 to {MAX_NUM_ENVS}, "
+                f"got {self.num_envs!r}"
+            )
         floats = {"lr": self.learning_rate, "gamma": self.gamma, "decay-rate": self.decay_rate}
         for name, value in floats.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -98,6 +120,26 @@ class TrainConfig:
         if not isinstance(self.video_every, int) or self.video_every < 0:
             raise ConfigError(f"--video-every must be >= 0 (0: off), got {self.video_every!r}")
         return self
+
+    def actors(self) -> tuple[int, str]:
+        """How many rollout actors to start, and a note when that is not ``num_envs``.
+
+        ``auto`` takes the usable cores. Never more than ``batch_size``: a batch
+        has that many episodes, so further actors could only wait.
+        """
+        cores = usable_cores()
+        wanted = cores if self.num_envs == "auto" else int(self.num_envs)
+        if wanted > self.batch_size:
+            return self.batch_size, (
+                f"note: {self.batch_size} actors, not {wanted}: a batch has {self.batch_size} "
+                "episodes; a larger --batch-size keeps more cores busy"
+            )
+        if wanted > cores:
+            return wanted, (
+                f"note: {wanted} actors share {cores} usable cores; "
+                "--num-envs auto starts one per core"
+            )
+        return wanted, ""
 
     def _check_paths(self) -> None:
         # Writing the metrics log over the checkpoint (or the file being resumed)

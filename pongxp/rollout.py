@@ -1,9 +1,10 @@
 """Playing episodes on the CPU: the ALE emulator plus the policy as actor.
 
-An ``Actor`` owns one emulator and one action-sampling generator. It is seeded
-once; later episodes continue the emulator's and the generator's streams (a
-seeded reset reloads the ROM, ~120 ms), and ``state()``/``restore()`` capture
-both so a resumed run replays exactly what an uninterrupted one would.
+An ``Actor`` owns one emulator and one action-sampling generator. Seeded once,
+later episodes continue the emulator's and the generator's streams (a seeded
+reset reloads the ROM, ~120 ms); ``state()``/``restore()`` capture both, so a
+stream can be saved, resumed exactly, or moved to another actor
+(``load_stream``, which is how ``workers.ActorPool`` shares slots out).
 
 The emulator is the bottleneck (~270 us a step for Pong-v0 on a 2019 server
 core), so the per-step work around it is kept small: the ALE is driven
@@ -122,7 +123,7 @@ class Actor:
         self.xp = xp
         self.dtype = dtype
         self.rng = np.random.default_rng(seed)
-        self.env.reset(seed=seed)  # the only seeded reset: loads the ROM once
+        self.env.reset(seed=seed)  # a seeded reset loads the ROM
         self.w1_t: Any = None
         self.w2: Any = None
         self.direct = _supports_direct(self.env.unwrapped)
@@ -214,6 +215,15 @@ class Actor:
             "env_rng": unwrapped.np_random.bit_generator.state,
             "action_rng": self.rng.bit_generator.state,
         }
+
+    def load_stream(self, stream: dict[str, Any]) -> None:
+        """Continue ``stream``: a ``state()`` snapshot, or ``{"seed": s}`` for a new
+        stream, which seeds the emulator and the sampler from ``s`` as ``__init__`` does."""
+        if "seed" in stream:
+            self.rng = np.random.default_rng(stream["seed"])
+            self.env.reset(seed=stream["seed"])
+        else:
+            self.restore(stream)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Return to a ``state()`` snapshot taken between episodes."""

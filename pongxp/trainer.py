@@ -3,7 +3,9 @@
 Read top to bottom, one batch per iteration:
 
 1. the host copy of the weights goes to the actors;
-2. they play ``batch_size`` episodes on the CPU (each logged as it ends);
+2. they play ``batch_size`` episodes on the CPU, slot j of the batch from
+   random stream j (``workers``), so the run does not depend on how many
+   actors there are; each episode is logged as it ends;
 3. the batch goes to the device in one transfer, the update runs there, and
    only the new weights come back at the start of the next iteration;
 4. at batch boundaries the state is committed; checkpoints are written from
@@ -33,7 +35,7 @@ from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
 from pongxp.update import all_finite, apply_update
-from pongxp.workers import ActorPool
+from pongxp.workers import ActorPool, fit_streams, fresh_streams
 
 
 class TrainingError(RuntimeError):
@@ -58,7 +60,7 @@ class Committed:
     running_reward: float
     total_steps: int
     elapsed: float
-    actors: list[dict[str, Any]]
+    streams: list[dict[str, Any]]  # one per slot of a batch (``workers``)
 
 
 @dataclass
@@ -112,30 +114,25 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
     backend = backend_mod.select(cfg.device, cfg.dtype)
     xp = backend.xp
     resumed = checkpoint.load(cfg.resume, hidden=cfg.hidden) if cfg.resume else None
-    if resumed is not None and len(resumed.actors) != cfg.num_envs:
-        # Checked before any worker process is started.
-        n = len(resumed.actors)
-        raise checkpoint.CheckpointError(
-            f"{cfg.resume} holds the state of {n} actors but --num-envs is {cfg.num_envs}; "
-            f"resume with --num-envs {n}"
-        )
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
-    say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, num_envs {cfg.num_envs}")
+    num_actors, note = cfg.actors()
+    say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors} actors")
+    if note:
+        say(note)
     # Fail on an unwritable path now, not at the first save an interval later.
     checkpoint.check_writable(cfg.checkpoint, "checkpoint")
     checkpoint.check_writable(cfg.metrics, "metrics log")
 
-    actors = ActorPool(cfg.env_id, cfg.seed, cfg.num_envs, cfg.dtype)
+    actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
     try:
         if resumed is None:
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
             params = {k: backend.asarray(v) for k, v in host.items()}
-            state = Committed(params, zeros_like_params(params, xp), 0, 0.0, 0, 0.0, [])
-            state.actors = actors.state()
+            streams = fresh_streams(cfg.seed, cfg.batch_size)
+            state = Committed(params, zeros_like_params(params, xp), 0, 0.0, 0, 0.0, streams)
         else:
-            actors.restore(resumed.actors)
             state = Committed(
                 {k: backend.asarray(v) for k, v in resumed.params.items()},
                 {k: backend.asarray(v) for k, v in resumed.cache.items()},
@@ -143,9 +140,11 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
                 resumed.running_reward,
                 resumed.total_steps,
                 resumed.elapsed,
-                resumed.actors,
+                fit_streams(resumed.streams, cfg.batch_size, cfg.seed, resumed.episode),
             )
             say(f"resumed from {cfg.resume} at episode {state.episode}")
+            if not resumed.streams:
+                say("note: a format-1 checkpoint: the emulators start new random streams here")
         metrics = MetricsLog(cfg.metrics, keep_until=state.episode if resumed else None)
         latest = _Latest(state)
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
@@ -169,6 +168,9 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
             f"checkpoint {cfg.checkpoint}"
         )
+        if num_actors > 1 and actors.wall_seconds > 0:
+            idle = 1 - actors.busy_seconds / (num_actors * actors.wall_seconds)
+            say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last episode)")
         return state
     except Exception as exc:
         out_of_memory = backend.out_of_memory(exc)
@@ -224,8 +226,10 @@ def _loop(
         episode, running, steps = state.episode, state.running_reward, state.total_steps
         actors.set_weights(*(backend.to_host(state.params[k]) for k in ("W1", "W2")))
 
-        played = []
-        for ep, stats in actors.play(min(cfg.batch_size, cfg.episodes - episode)):
+        played, streams = [], list(state.streams)
+        count = min(cfg.batch_size, cfg.episodes - episode)
+        for j, (ep, stats, stream) in enumerate(actors.play(state.streams[:count])):
+            streams[j] = stream
             episode += 1
             steps += stats.steps
             running = stats.reward if episode == 1 else 0.99 * running + 0.01 * stats.reward
@@ -275,7 +279,7 @@ def _loop(
             running,
             steps,
             state.elapsed + time.perf_counter() - batch_start,
-            actors.state(),
+            streams,
         )
         latest.state = state
         if state.episode - last_saved >= cfg.checkpoint_every:
@@ -296,6 +300,6 @@ def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> N
         total_steps=state.total_steps,
         elapsed=state.elapsed,
         config=replace(cfg, resume=None),
-        actors=state.actors,
+        streams=state.streams,
     )
     checkpoint.save(cfg.checkpoint, ckpt, keep=cfg.keep)

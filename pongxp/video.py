@@ -394,7 +394,7 @@ def record_checkpoint(
 
 def recording_seed(seed: int, episode: int) -> int:
     """Seed of the video episode after training ``episode``: its own stream,
-    apart from the training actors' (``workers.actor_seed`` hashes (seed, index))."""
+    apart from the training's (``workers.stream_seed``)."""
     return int(np.random.SeedSequence((seed, episode, 0x766964)).generate_state(1)[0])
 
 

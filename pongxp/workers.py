@@ -1,19 +1,30 @@
-"""Several actors stepping in parallel, one process each.
+"""Rollout actors in parallel processes, and the per-slot streams that make a
+run the same whatever their number.
 
-Episode j of a batch is played by actor j % N, and results are handed out in
-episode order, so a run is reproducible from its seed and ``--num-envs``.
-With one env the actor runs in this process; with more, each lives in a
-spawned worker process that receives the weights once per batch and sends back
-whole episodes (a few hundred KB each). The parent reads every worker as soon
-as it has an episode ready and buffers episodes that arrive early, so a worker
-never waits for another one's longer episode.
+Slot j of a batch (its j-th episode) is always played from *stream* j: the
+emulator's state with its RNG (sticky actions), the frameskip generator and the
+action sampler. A stream is a small JSON-able dict that the trainer carries
+from batch to batch and saves in checkpoints; it is either fresh,
+``{"seed": s}`` (the emulator is seeded from ``s`` when first played, a ROM
+reload of ~120 ms), or running, ``rollout.Actor.state()``.
+
+Because the randomness belongs to the slot, not to the actor, any free actor
+can take any slot: the parent hands the next slot to whichever actor finishes
+first, so no actor waits for another one's longer episode, and the episodes,
+hence the whole run, are the same for every ``--num-envs`` and finishing order.
+Only ``batch_size`` slots exist, so at most that many actors can be busy.
+
+With one actor it runs in this process; with more, each lives in a spawned
+worker process that receives the weights once per batch, one slot's stream at
+a time, and sends back the whole episode (a few hundred KB) and the stream's
+new state.
 
 Why processes and not ale-py's ``AtariVectorEnv``: the vector env only has a
 fixed frameskip, so it cannot run the default ``Pong-v0`` (frameskip drawn
 from 2..4) at all, nor save and restore one env exactly for a resume; and on
 the settings both can run (frameskip 4, raw 210x160 frames) it stepped Pong
 more slowly, per second and per CPU second, than one process per emulator
-(``bench/bench_throughput.py``, results in ``bench/results/throughput.md``).
+(``bench/bench_throughput.py``, results in ``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import signal
+import time
+from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import wait
 from typing import Any
@@ -28,37 +41,56 @@ from typing import Any
 import numpy as np
 
 from pongxp.batch import HostBatch
-from pongxp.config import ConfigError
 from pongxp.rollout import Actor, EpisodeStats
 
+Stream = dict[str, Any]
+_SLOT_TAG = 0x736C6F74  # keeps these seeds apart from other (seed, ...) hashes
+Played = tuple[HostBatch, EpisodeStats, Stream]
 
-def actor_seed(seed: int, index: int) -> int:
-    """A 32-bit seed for actor ``index`` of a run seeded with ``seed``."""
-    return int(np.random.SeedSequence((seed, index)).generate_state(1)[0])
+
+def stream_seed(seed: int, slot: int, episode: int = 0) -> int:
+    """32-bit seed of slot ``slot``'s stream, made fresh after ``episode`` episodes."""
+    return int(np.random.SeedSequence((seed, _SLOT_TAG, slot, episode)).generate_state(1)[0])
 
 
-def _make_actor(env_id: str, seed: int, index: int, dtype: str) -> Actor:
+def fresh_streams(seed: int, slots: range | int, episode: int = 0) -> list[Stream]:
+    """Fresh streams for ``slots`` (a count or a range of slot indices)."""
+    if isinstance(slots, int):
+        slots = range(slots)
+    return [{"seed": stream_seed(seed, j, episode)} for j in slots]
+
+
+def fit_streams(streams: list[Stream], slots: int, seed: int, episode: int) -> list[Stream]:
+    """``streams`` cut or extended (with fresh ones) to ``slots``, for a resume
+    with another ``--batch-size`` or from a checkpoint that has none."""
+    return streams[:slots] + fresh_streams(seed, range(len(streams), slots), episode)
+
+
+def _make_actor(env_id: str, dtype: str) -> Actor:
     import array_api_compat.numpy as xp  # actors always run on the host
 
-    return Actor(env_id, actor_seed(seed, index), xp, dtype)
+    # Any seed: every episode starts by loading its slot's stream.
+    return Actor(env_id, 0, xp, dtype)
 
 
-def _worker(conn: Any, env_id: str, seed: int, index: int, dtype: str) -> None:
+def _play_stream(actor: Actor, stream: Stream) -> Played:
+    actor.load_stream(stream)
+    episode, stats = actor.play()
+    return episode, stats, actor.state()
+
+
+def _worker(conn: Any, env_id: str, dtype: str) -> None:
     # Ctrl-C is the parent's to handle; it stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    actor = _make_actor(env_id, seed, index, dtype)
+    actor = _make_actor(env_id, dtype)
     conn.send(("ready", None))
     while True:
         command, arg = conn.recv()
         if command == "weights":
             actor.set_weights(*arg)
         elif command == "play":
-            for _ in range(arg):
-                conn.send(("episode", actor.play()))
-        elif command == "state":
-            conn.send(("state", actor.state()))
-        elif command == "restore":
-            actor.restore(arg)
+            slot, stream = arg
+            conn.send(("episode", (slot, *_play_stream(actor, stream))))
         elif command == "close":
             actor.close()
             conn.close()
@@ -66,22 +98,28 @@ def _worker(conn: Any, env_id: str, seed: int, index: int, dtype: str) -> None:
 
 
 class ActorPool:
-    """N actors that together play the episodes of each batch."""
+    """``num_actors`` actors that share out the slots of each batch as they free up.
 
-    def __init__(self, env_id: str, seed: int, num_envs: int = 1, dtype: str = "float32") -> None:
-        self.num_envs = num_envs
+    ``busy_seconds`` sums the actors' time inside episodes and ``wall_seconds``
+    the time spent in ``play`` calls, both over the pool's life, so the actors'
+    idle share while batches were played is ``1 - busy / (num_actors * wall)``.
+    """
+
+    def __init__(self, env_id: str, num_actors: int = 1, dtype: str = "float32") -> None:
+        self.num_actors = num_actors
+        self.busy_seconds = 0.0
+        self.wall_seconds = 0.0
         self._local: Actor | None = None
         self._conns: list[Any] = []
         self._procs: list[Any] = []
-        if num_envs == 1:
-            self._local = _make_actor(env_id, seed, 0, dtype)
+        self._busy: set[Any] = set()
+        if num_actors == 1:
+            self._local = _make_actor(env_id, dtype)
             return
         ctx = mp.get_context("spawn")  # no fork: the parent may hold a CUDA context
-        for index in range(num_envs):
+        for _ in range(num_actors):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_worker, args=(child, env_id, seed, index, dtype), daemon=True
-            )
+            proc = ctx.Process(target=_worker, args=(child, env_id, dtype), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -98,63 +136,65 @@ class ActorPool:
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the worker processes (empty with one env, which runs here)."""
+        """Process ids of the worker processes (empty with one actor, which runs here)."""
         return [proc.pid for proc in self._procs]
 
-    def play(self, count: int) -> Iterator[tuple[HostBatch, EpisodeStats]]:
-        """Play ``count`` episodes, yielding them in episode order."""
+    def play(self, streams: list[Stream]) -> Iterator[Played]:
+        """Play one episode from each stream; yield them in slot order.
+
+        Yields:
+            (episode, stats, stream): the episode played from ``streams[j]`` and
+            that stream's state after it, for j = 0, 1, ...
+        """
         if self._local is not None:
-            for _ in range(count):
-                yield self._local.play()
+            for stream in streams:
+                start = time.perf_counter()
+                played = _play_stream(self._local, stream)
+                self.busy_seconds += played[1].seconds
+                self.wall_seconds += time.perf_counter() - start
+                yield played
             return
-        n = self.num_envs
-        shares = [count // n + (1 if index < count % n else 0) for index in range(n)]
-        for conn, share in zip(self._conns, shares, strict=True):
-            if share:
-                conn.send(("play", share))
-        # Worker i plays episodes i, i + n, i + 2n, ... in that order.
-        next_of = {conn: index for index, conn in enumerate(self._conns)}
-        busy = [conn for conn, share in zip(self._conns, shares, strict=True) if share]
-        arrived: dict[int, tuple[HostBatch, EpisodeStats]] = {}
-        for j in range(count):
+        start = time.perf_counter()
+        pending = deque(enumerate(streams))
+        for conn in self._conns[: len(streams)]:
+            self._dispatch(conn, pending)
+        arrived: dict[int, Played] = {}
+        for j in range(len(streams)):
             while j not in arrived:
-                for conn in wait(busy):
-                    arrived[next_of[conn]] = self._receive(conn, "episode")
-                    next_of[conn] += n
-                    if next_of[conn] >= count:
-                        busy.remove(conn)
+                for conn in wait(list(self._busy)):
+                    slot, *played = self._receive(conn, "episode")
+                    self._busy.discard(conn)
+                    # Hand out the next slot before anything else, so the actor
+                    # plays while the trainer logs what came back.
+                    self._dispatch(conn, pending)
+                    arrived[slot] = tuple(played)  # type: ignore[assignment]
+                    self.busy_seconds += played[1].seconds
+            if j == len(streams) - 1:  # not counting the trainer's time after the last
+                self.wall_seconds += time.perf_counter() - start
             yield arrived.pop(j)
 
-    def state(self) -> list[dict[str, Any]]:
-        """Each actor's snapshot; call only between batches."""
-        if self._local is not None:
-            return [self._local.state()]
-        for conn in self._conns:
-            conn.send(("state", None))
-        return [self._receive(conn, "state") for conn in self._conns]
-
-    def restore(self, states: list[dict[str, Any]]) -> None:
-        if len(states) != self.num_envs:
-            raise ConfigError(
-                f"the checkpoint holds {len(states)} actor states but --num-envs is "
-                f"{self.num_envs}; resume with --num-envs {len(states)}"
-            )
-        if self._local is not None:
-            self._local.restore(states[0])
-            return
-        for conn, state in zip(self._conns, states, strict=True):
-            conn.send(("restore", state))
+    def _dispatch(self, conn: Any, pending: deque[tuple[int, Stream]]) -> None:
+        if pending:
+            conn.send(("play", pending.popleft()))
+            self._busy.add(conn)
 
     def close(self) -> None:
+        """Stop the actors. Busy ones (a batch cut short by Ctrl-C) are killed at
+        once: their episodes would be thrown away, and streams live in the parent."""
         if self._local is not None:
             self._local.close()
-        for conn in self._conns:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                conn.send(("close", None))
+        for conn, proc in zip(self._conns, self._procs, strict=True):
+            if conn in self._busy:
+                proc.kill()
+            else:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    conn.send(("close", None))
         for proc in self._procs:
-            proc.join(timeout=5)
+            proc.join(timeout=2)
             if proc.is_alive():
                 proc.kill()
+                proc.join()
+        self._busy.clear()
 
     def _receive(self, conn: Any, expected: str) -> Any:
         try:

@@ -118,17 +118,17 @@ def _config(**changes: object) -> Callable[[Path, Path, dict[str, np.ndarray]], 
     return make
 
 
-def _damaged_actor(src: Path, dst: Path, arrays: dict[str, np.ndarray]) -> None:
-    actors = json.loads(str(arrays["actors"]))
-    ale = base64.b64decode(actors[0]["ale"])
-    actors[0]["ale"] = base64.b64encode(ale[: len(ale) // 2]).decode("ascii")
-    write_npz(dst, arrays, actors=json.dumps(actors))
+def _damaged_stream(src: Path, dst: Path, arrays: dict[str, np.ndarray]) -> None:
+    streams = json.loads(str(arrays["streams"]))
+    ale = base64.b64decode(streams[0]["ale"])
+    streams[0]["ale"] = base64.b64encode(ale[: len(ale) // 2]).decode("ascii")
+    write_npz(dst, arrays, streams=json.dumps(streams))
 
 
 def _bad_rng(src: Path, dst: Path, arrays: dict[str, np.ndarray]) -> None:
-    actors = json.loads(str(arrays["actors"]))
-    actors[0]["action_rng"] = {"bit_generator": "PCG64", "state": "nonsense"}
-    write_npz(dst, arrays, actors=json.dumps(actors))
+    streams = json.loads(str(arrays["streams"]))
+    streams[0]["action_rng"] = {"bit_generator": "PCG64", "state": "nonsense"}
+    write_npz(dst, arrays, streams=json.dumps(streams))
 
 
 # name -> (how to make the bad file, a word the error must contain)
@@ -149,7 +149,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path, Path, dict[str, np.ndarray]], None], 
     "W1 int dtype": (_change(W1=np.zeros((16, 6400), np.int64)), "dtype int64"),
     "W1 float16": (_change(W1=np.zeros((16, 6400), np.float16)), "dtype float16"),
     "mixed float dtypes": (_change(W2=np.zeros(16, np.float64)), "W2 has dtype float64 but W1"),
-    "format version 2": (_change(format_version=np.int64(2)), "format version 2"),
+    "format version 3": (_change(format_version=np.int64(3)), "format version 3"),
     "version as text": (_change(format_version=np.asarray("1")), "'format_version' is not an"),
     "NaN weight": (_nan_w1, "W1 contains NaN or inf"),
     "inf cache": (_inf_cache, "cache_W2 contains NaN or inf"),
@@ -159,10 +159,12 @@ BAD_FILES: dict[str, tuple[Callable[[Path, Path, dict[str, np.ndarray]], None], 
     "config lr text": (_config(learning_rate="abc"), "--lr must be a number"),
     "config gamma 2": (_config(gamma=2.0), "--gamma must be in (0, 1]"),
     "config hidden lies": (_config(hidden=32), "config says hidden 32"),
-    "actors not JSON": (_change(actors=np.asarray("[{")), "actor state is not valid JSON"),
-    "actors empty": (_change(actors=np.asarray("[]")), "actor state is not a non-empty list"),
-    "ALE state cut": (_damaged_actor, "state of actor 0 is damaged"),
-    "rng state bad": (_bad_rng, "state of actor 0 is damaged"),
+    "missing streams": (_change(streams=None), "missing streams"),
+    "streams not JSON": (_change(streams=np.asarray("[{")), "rollout state is not valid JSON"),
+    "streams empty": (_change(streams=np.asarray("[]")), "rollout state is not a non-empty list"),
+    "stream seed bad": (_change(streams=np.asarray('[{"seed": -1}]')), "slot 0 is damaged"),
+    "ALE state cut": (_damaged_stream, "rollout state of slot 0 is damaged"),
+    "rng state bad": (_bad_rng, "rollout state of slot 0 is damaged"),
 }
 
 

@@ -4,8 +4,8 @@
 - the actor's direct ALE loop == the same actor through ``env.step`` (episodes,
   actions, video frames), and resumes exactly;
 - the per-step sparse forward and the sparse (CSR) update == the dense NumPy path;
-- ``ActorPool`` with two worker processes is reproducible from its seed and plays
-  episode j on actor j % 2.
+- ``ActorPool`` plays slot j of each batch from stream j, so one actor and two
+  worker processes play the same episodes.
 
 No timings here: speed is measured in bench/.
 """
@@ -27,7 +27,7 @@ from pongxp.policy import forward, init_params, step_up_probability
 from pongxp.preprocess import TOP, PaletteFrames, frame_difference, preprocess
 from pongxp.rollout import DOWN, UP, Actor, make_env
 from pongxp.update import apply_update
-from pongxp.workers import ActorPool, actor_seed
+from pongxp.workers import ActorPool, fresh_streams, stream_seed
 
 FIELDS = ("indptr", "cols", "signs", "ups", "rewards", "lengths")
 
@@ -212,25 +212,29 @@ def test_sparse_update_matches_dense_numpy(real_batch: tuple[HostBatch, dict], d
         np.testing.assert_allclose(got[name], expected, rtol=rtol, atol=rtol * scale, err_msg=name)
 
 
-def test_pool_with_two_workers_is_reproducible() -> None:
+def test_pool_plays_each_slot_from_its_stream_whatever_the_actor_count() -> None:
     w = _weights(hidden=16)
 
-    def run() -> list[HostBatch]:
-        pool = ActorPool("Pong-v0", seed=7, num_envs=2)
+    def run(num_actors: int) -> list[tuple[HostBatch, dict[str, Any]]]:
+        pool = ActorPool("Pong-v0", num_actors)
         try:
             pool.set_weights(w["W1"], w["W2"])
-            return [ep for ep, _ in pool.play(3)]  # uneven: 2 for actor 0, 1 for actor 1
+            streams = fresh_streams(7, 3)  # 3 slots on 2 actors: one takes two
+            first = [(ep, stream) for ep, _, stream in pool.play(streams)]
+            # The next batch continues each slot's stream, not each actor's.
+            second = [(ep, stream) for ep, _, stream in pool.play([s for _, s in first])]
+            assert pool.busy_seconds > 0 and pool.wall_seconds > 0
+            return first + second
         finally:
             pool.close()
 
-    first, second = run(), run()
-    for a, b in zip(first, second, strict=True):
+    one, two = run(1), run(2)
+    for (a, stream_a), (b, stream_b) in zip(one, two, strict=True):
         assert_same_episode(a, b)
-    # Episode j comes from actor j % 2, seeded from (seed, index), in episode order.
-    actors = [Actor("Pong-v0", actor_seed(7, i), xp) for i in range(2)]
-    for actor in actors:
-        actor.set_weights(w["W1"], w["W2"])
-    for j, episode in enumerate(first):
-        assert_same_episode(episode, actors[j % 2].play()[0])
-    for actor in actors:
-        actor.close()
+        assert stream_a == stream_b
+    # A slot's episodes are a single actor's consecutive episodes from the slot's seed.
+    actor = Actor("Pong-v0", stream_seed(7, 1), xp)
+    actor.set_weights(w["W1"], w["W2"])
+    assert_same_episode(one[1][0], actor.play()[0])
+    assert_same_episode(one[4][0], actor.play()[0])
+    actor.close()

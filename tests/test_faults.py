@@ -122,7 +122,7 @@ def same_run(a: Path, b: Path) -> None:
         y.running_reward,
         y.total_steps,
     )
-    assert x.actors == y.actors
+    assert x.streams == y.streams
 
 
 @dataclass

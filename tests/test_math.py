@@ -21,7 +21,7 @@ from pongxp.optim import rmsprop_step, zeros_like_params
 from pongxp.policy import backward, forward, init_params, sigmoid, step_up_probability
 from pongxp.returns import discounted_returns, standardize_per_episode
 from pongxp.update import policy_gradient
-from pongxp.workers import ActorPool
+from pongxp.workers import ActorPool, fresh_streams
 
 GPU_OK, GPU_WHY = backend_mod.gpu_available()
 BACKENDS = [
@@ -76,9 +76,9 @@ def synthetic_batch() -> HostBatch:
 def real_batch() -> tuple[HostBatch, dict[str, np.ndarray]]:
     """Three real Pong episodes played by a small random-init policy, and its weights."""
     params = init_params(np.random.default_rng(1), 32, INPUT_SIZE)
-    pool = ActorPool("Pong-v0", seed=1, num_envs=1, dtype="float64")
+    pool = ActorPool("Pong-v0", 1, dtype="float64")
     pool.set_weights(params["W1"], params["W2"])
-    episodes = [ep for ep, _ in pool.play(3)]
+    episodes = [ep for ep, _, _ in pool.play(fresh_streams(1, 3))]
     pool.close()
     return stack(episodes), params
 

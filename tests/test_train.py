@@ -96,6 +96,50 @@ def test_resume_is_exact(train_cli: Run, tmp_path: Path, dtype: str, num_envs: i
         np.testing.assert_array_equal(ws[k], wr[k])
 
 
+def test_the_run_does_not_depend_on_the_number_of_actors(train_cli: Run, tmp_path: Path) -> None:
+    """Episodes follow batch slots, not actors: 1 actor, 2 actors, and a 2-actor run
+    resumed with 1 actor, all give the same run (batch 3 on 2 actors: uneven)."""
+    flags = ("--hidden", "16", "--batch-size", "3", "--seed", "2")
+    for name, n in (("one", "1"), ("two", "2"), ("split", "2")):
+        episodes = "3" if name == "split" else "6"
+        proc = train_cli("--episodes", episodes, "--num-envs", n, *flags, name=name)
+        assert proc.returncode == 0, proc.stderr
+    assert "2 actors" in proc.stdout
+    resumed = train_cli("--resume", str(tmp_path / "split.npz"), "--episodes", "6",
+                        "--num-envs", "1", name="split")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    want = records(tmp_path / "one.jsonl")
+    assert len(want) == 6
+    assert records(tmp_path / "two.jsonl") == want
+    assert records(tmp_path / "split.jsonl") == want
+    for name in ("two", "split"):
+        got = weights(tmp_path / f"{name}.npz")
+        for k, v in weights(tmp_path / "one.npz").items():
+            np.testing.assert_array_equal(got[k], v)
+
+
+def test_more_actors_than_a_batch_has_episodes_are_not_started(train_cli: Run) -> None:
+    proc = train_cli("--episodes", "1", "--batch-size", "1", "--hidden", "8", "--num-envs", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 actors" in proc.stdout and "a batch has 1 episodes" in proc.stdout
+
+
+def test_resume_from_format_1_checkpoint_continues(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Checkpoints of pongxp 0.1 (rollout state per actor) still resume, with new streams."""
+    with np.load(small_checkpoint) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["actors"] = arrays.pop("streams")
+    arrays["format_version"] = np.asarray(1, dtype=np.int64)
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    assert checkpoint.load(old).streams == []
+    proc = run_cli("train.py", "--resume", str(old), "--episodes", "3", "--device", "cpu",
+                   "--checkpoint", str(old), "--metrics", str(tmp_path / "old.jsonl"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "format-1 checkpoint" in proc.stdout
+    assert checkpoint.load(old).episode == 3
+
+
 def test_resume_keeps_the_checkpoint_settings(small_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "more.npz"
     proc = run_cli("train.py", "--resume", str(small_checkpoint), "--episodes", "3",

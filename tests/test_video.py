@@ -136,7 +136,7 @@ def test_video_every_records_without_changing_training(
     for name in ("W1", "W2"):
         np.testing.assert_array_equal(with_video.params[name], without.params[name])
         np.testing.assert_array_equal(with_video.cache[name], without.cache[name])
-    assert with_video.actors == without.actors
+    assert with_video.streams == without.streams
 
     def logged(path: Path) -> list[tuple[int, int, int]]:
         lines = [json.loads(line) for line in path.read_text().splitlines()]
