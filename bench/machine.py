@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pongxp.config import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
@@ -39,13 +41,6 @@ def cpu_model() -> str:
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']}, model {fields['model']})"
     return name
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's total)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def memory_gib() -> float | None:

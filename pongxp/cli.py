@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from pongxp.config import DEVICES, DTYPES, TrainConfig
+from pongxp.config import DEVICES, DTYPES, PRESETS, TrainConfig
 
 DEFAULTS = TrainConfig()
+_FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
 
 # Algorithm settings a resume takes from the checkpoint unless given again.
 FROM_CHECKPOINT = (
@@ -31,6 +32,17 @@ FROM_CHECKPOINT = (
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     alg = parser.add_argument_group("algorithm")
+    alg.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="named hyperparameters; flags given too win. karpathy: the defaults below "
+        "(pg-pong.py's). fast: "
+        + ", ".join(
+            f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}" for k, v in PRESETS["fast"].items()
+        )
+        + ", same algorithm, wins in far fewer episodes (README: Training to win)",
+    )
     alg.add_argument(
         "--episodes",
         type=int,
@@ -168,8 +180,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume is not None:
         base = checkpoint.load(args.resume).config
     values = {}
+    preset = PRESETS[args.preset] if getattr(args, "preset", None) else {}
     for f in fields(TrainConfig):
         given = getattr(args, f.name, None)
+        if given is None:
+            given = preset.get(f.name)
         if f.name in FROM_CHECKPOINT or f.name == "episodes":
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:

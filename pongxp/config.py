@@ -29,6 +29,16 @@ def usable_cores() -> int:
 DTYPES = ("float32", "float64")
 
 
+#: Named sets of algorithm settings (``train.py --preset NAME``); flags given
+#: explicitly win. ``karpathy`` is the defaults below, as in pg-pong.py and the
+#: tutorial. ``fast`` is the same algorithm tuned to learn in fewer episodes:
+#: the sweep behind it is bench/results/learning.md (bench/bench_learning.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "karpathy": {},
+    "fast": {"learning_rate": 1e-3},
+}
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message says which and what to use."""
 
@@ -128,7 +138,9 @@ class TrainConfig:
         has that many episodes, so further actors could only wait.
         """
         cores = usable_cores()
-        wanted = cores if self.num_envs == "auto" else int(self.num_envs)
+        if self.num_envs == "auto":
+            return min(cores, self.batch_size), ""
+        wanted = int(self.num_envs)
         if wanted > self.batch_size:
             return self.batch_size, (
                 f"note: {self.batch_size} actors, not {wanted}: a batch has {self.batch_size} "

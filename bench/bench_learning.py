@@ -1,0 +1,217 @@
+"""Learning speed: episodes, emulator steps and wall time to running rewards of
+-15, -10, -5 and 0, per setting and seed.
+
+Each setting is a set of ``train.py`` flags (same algorithm, other
+hyperparameters); each (setting, seed) is one run of ``--episodes`` episodes,
+run as ``train.py`` subprocesses, ``--jobs`` at a time, one actor each. Runs
+keep their checkpoint and metrics log in ``--runs`` (outside the repo by
+default), so an interrupted sweep, or one given more episodes, resumes where
+it stopped; finished runs are not run again. Then the logs are read and the
+table (``bench/results/<name>.md`` and ``.json``) and the curves of all runs
+on one figure (``<name>.png``) are written.
+
+Steps are the fairest cost figure: the emulator takes ~90% of a step's time,
+so wall time is steps divided by the machine's rate, and a run that shared its
+core with other work logs a longer wall time for the same steps.
+
+    python bench/bench_learning.py                          # karpathy vs fast, seeds 0 1
+    python bench/bench_learning.py --setting lr3e-4 --lr 3e-4 --episodes 1500
+    python bench/bench_learning.py --report-only            # just re-read the logs
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+import machine
+
+from pongxp import metrics
+from pongxp.config import PRESETS, usable_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+THRESHOLDS = (-15.0, -10.0, -5.0, 0.0)
+
+
+def preset_flags(name: str) -> list[str]:
+    return [] if name == "karpathy" else ["--preset", name]
+
+
+def crossings(records: list[dict[str, Any]]) -> dict[str, dict[str, float] | None]:
+    """For each threshold, the first episode whose running reward reaches it.
+
+    Returns:
+        {"-15": {"episode", "steps", "minutes"} or None if never reached, ...}
+    """
+    out: dict[str, dict[str, float] | None] = {}
+    for t in THRESHOLDS:
+        hit = next((r for r in records if r["running_reward"] >= t), None)
+        out[f"{t:g}"] = (
+            None
+            if hit is None
+            else {
+                "episode": hit["episode"],
+                "steps": hit["total_steps"],
+                "minutes": round(hit["time"] / 60, 1),
+            }
+        )
+    return out
+
+
+def run_all(runs: list[tuple[str, list[str], Path]], episodes: int, jobs: int) -> None:
+    """Run (or resume) each ``(name, flags, stem)`` to ``episodes``, ``jobs`` at a time."""
+    todo = []
+    for name, flags, stem in runs:
+        log = stem.with_suffix(".jsonl")
+        done = len(log.read_text().splitlines()) if log.exists() else 0
+        if done >= episodes:
+            continue
+        ckpt = stem.with_suffix(".npz")
+        start = ["--resume", str(ckpt)] if ckpt.exists() else ["--overwrite", *flags]
+        cmd = [sys.executable, str(ROOT / "train.py"), *start, "--episodes", str(episodes),
+               "--checkpoint", str(ckpt), "--metrics", str(log), "--num-envs", "1",
+               "--device", "cpu", "--quiet", "--checkpoint-every", "100"]  # fmt: skip
+        todo.append((name, cmd))
+    running: list[tuple[str, subprocess.Popen[bytes]]] = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            name, cmd = todo.pop(0)
+            print(f"start {name}: {' '.join(cmd[2:])}", flush=True)
+            running.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
+        time.sleep(1)
+        for item in list(running):
+            if item[1].poll() is not None:
+                running.remove(item)
+                status = "done" if item[1].returncode == 0 else f"FAILED ({item[1].returncode})"
+                print(f"{status}: {item[0]}", flush=True)
+
+
+def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path) -> dict:
+    table: dict[str, Any] = {}
+    for name, flags in settings.items():
+        per_seed = {}
+        for seed in seeds:
+            log = runs_dir / f"{name}-s{seed}.jsonl"
+            if not log.exists():
+                continue
+            records = metrics.read(log)
+            per_seed[seed] = {
+                "episodes": len(records),
+                "steps": records[-1]["total_steps"] if records else 0,
+                "minutes": round(records[-1]["time"] / 60, 1) if records else 0,
+                "final_running_reward": round(records[-1]["running_reward"], 2)
+                if records
+                else None,
+                "reached": crossings(records),
+            }
+        table[name] = {"flags": flags, "seeds": per_seed}
+    return table
+
+
+def _cell(hit: dict[str, float] | None, runs_to: int) -> str:
+    if hit is None:
+        return f"not by {runs_to:,}"
+    return f"{hit['episode']:,} ep, {hit['steps'] / 1e6:.1f}M steps, {hit['minutes']:.0f} min"
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = [machine.markdown_header(record["machine"], "Learning speed: time to running reward")]
+    lines += [
+        "Same algorithm, other hyperparameters. Each cell: the first episode whose running "
+        "reward reached the threshold, the emulator steps played by then, and the training "
+        "wall time logged by then. " + record["note"],
+        "",
+        "| setting | flags | seed | -15 | -10 | -5 | 0 | episodes run | final running reward |",
+        "|---|---|---:|---|---|---|---|---:|---:|",
+    ]
+    for name, row in record["table"].items():
+        for seed, r in row["seeds"].items():
+            cells = " | ".join(_cell(r["reached"][f"{t:g}"], r["episodes"]) for t in THRESHOLDS)
+            lines.append(
+                f"| {name} | `{' '.join(row['flags']) or '(defaults)'}` | {seed} | {cells} | "
+                f"{r['episodes']:,} | {r['final_running_reward']:+.2f} |"
+            )
+    lines += [
+        "",
+        "Median over seeds (episodes to reach; runs that never did count as missing):",
+        "",
+    ]
+    lines += ["| setting | -15 | -10 | -5 | 0 |", "|---|---:|---:|---:|---:|"]
+    for name, row in record["table"].items():
+        cells = []
+        for t in THRESHOLDS:
+            hits = [r["reached"][f"{t:g}"] for r in row["seeds"].values()]
+            eps = [h["episode"] for h in hits if h is not None]
+            missing = len(hits) - len(eps)
+            cell = f"{statistics.median(eps):,.0f}" if eps else "-"
+            cells.append(cell + (f" ({missing} of {len(hits)} not reached)" if missing else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Curves: `{record['plot']}`." if record.get("plot") else "", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--presets", nargs="*", default=["karpathy", "fast"], choices=sorted(PRESETS),
+        help="named settings to compare (karpathy = train.py's defaults)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--setting", nargs=2, action="append", default=[], metavar=("NAME", "FLAGS"),
+        help="an extra setting: a name and its train.py flags in one string, "
+        "e.g. --setting lr3e-4 '--lr 3e-4'",
+    )  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--episodes", type=int, default=1500, help="episodes per run")
+    parser.add_argument("--jobs", type=int, default=usable_cores(), help="runs at once")
+    parser.add_argument("--runs", type=Path, default=Path.home() / "pongxp-runs" / "learning")
+    parser.add_argument("--report-only", action="store_true", help="read the logs only")
+    parser.add_argument("--note", default="", help="text for the results (e.g. other load)")
+    parser.add_argument("--out", type=Path, default=machine.RESULTS)
+    parser.add_argument("--name", default="learning", help="results file stem")
+    args = parser.parse_args(argv)
+
+    settings = {name: preset_flags(name) for name in args.presets}
+    settings.update({name: flags.split() for name, flags in args.setting})
+    args.runs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if not args.report_only:
+        runs = [
+            (f"{name}-s{seed}", [*flags, "--seed", str(seed)], args.runs / f"{name}-s{seed}")
+            for name, flags in settings.items()
+            for seed in args.seeds
+        ]
+        run_all(runs, args.episodes, args.jobs)
+    record: dict[str, Any] = {
+        "machine": machine.describe(),
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},
+        "note": args.note,
+        "table": report(settings, args.seeds, args.runs),
+    }
+    logs = sorted(args.runs.glob("*.jsonl"))
+    wanted = [p for p in logs if p.stem.rsplit("-s", 1)[0] in settings]
+    if wanted:
+        from pongxp.plot import plot_files
+
+        png = args.out / f"{args.name}.png"
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot_files(wanted, png, labels=[p.stem for p in wanted])
+        record["plot"] = str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png)
+    record["verdicts"] = [
+        f"{name} seed {seed}: 0 reached at " + (_cell(r["reached"]["0"], r["episodes"]))
+        for name, row in record["table"].items()
+        for seed, r in row["seeds"].items()
+    ]
+    machine.finish_record(record, started)
+    machine.write_results(record, markdown(record), args.out, args.name)
+
+
+if __name__ == "__main__":
+    main()
