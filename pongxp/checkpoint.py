@@ -51,6 +51,14 @@ REQUIRED = (
     "config",
 )
 STREAM_KEY = {1: "actors", 2: "streams"}  # by format version
+# Agent files hold this note in place of the optimiser and rollout state.
+AGENT_KEY = "agent"
+AGENT_NOTE = (
+    "pongxp agent. Input x: 6400 float values, the difference of two preprocessed "
+    "frames (rows 35..194, every 2nd row and column, channel 0, 144 and 109 -> 0, "
+    "other non-zero -> 1). Hidden h = relu(W1 @ x), W1 (H, 6400); "
+    "p = sigmoid(W2 @ h), W2 (H,): the probability of action 2 (up), else 3 (down)."
+)
 
 
 class CheckpointError(RuntimeError):
@@ -69,6 +77,7 @@ class Checkpoint:
     elapsed: float  # seconds of training so far
     config: TrainConfig
     streams: list[dict[str, Any]]  # per batch slot: see workers.py; [] from format 1
+    agent: bool = False  # an agent file (``save_agent``): weights only, no cache or streams
 
 
 def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
@@ -283,7 +292,10 @@ def _load(path: Path, hidden: int | None) -> Checkpoint:
             raise CheckpointError(f"{path} is a single .npy array, not a pongxp checkpoint")
         with loaded as data:
             version = data["format_version"] if "format_version" in data.files else None
-            wanted = (*REQUIRED, STREAM_KEY.get(_version(path, version), "streams"))
+            if AGENT_KEY in data.files:
+                wanted = (*(k for k in REQUIRED if not k.startswith("cache_")), AGENT_KEY)
+            else:
+                wanted = (*REQUIRED, STREAM_KEY.get(_version(path, version), "streams"))
             missing = [k for k in wanted if k not in data.files]
             if missing:
                 raise CheckpointError(
@@ -344,19 +356,20 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
     except (ValueError, TypeError, AttributeError) as exc:  # ConfigError, JSON errors
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: its stored settings are invalid ({detail})") from None
+    agent = AGENT_KEY in arrays
     if "streams" in arrays:
         try:
             streams = json.loads(_scalar(path, arrays, "streams", "U"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path}: rollout state is not valid JSON ({exc})") from None
         _check_streams(path, streams)
-    else:  # format 1: per-actor state, which cannot be mapped onto slots
+    else:  # an agent file, or format 1: per-actor state, which cannot be mapped onto slots
         streams = []
     w1 = arrays["W1"]
     h = w1.shape[0] if w1.ndim == 2 else -1
     expected = {"W1": (h, INPUT_SIZE), "W2": (h,)}
     for name, shape in expected.items():
-        for key in (name, f"cache_{name}"):
+        for key in (name, *(() if agent else (f"cache_{name}",))):
             a = arrays[key]
             if a.shape != shape:
                 want = f"(H, {INPUT_SIZE})" if key == "W1" else str(shape)
@@ -381,13 +394,14 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
             raise CheckpointError(f"{path}: '{key}' has the impossible value {value!r}")
     return Checkpoint(
         params={n: arrays[n] for n in WEIGHT_NAMES},
-        cache={n: arrays[f"cache_{n}"] for n in WEIGHT_NAMES},
+        cache={} if agent else {n: arrays[f"cache_{n}"] for n in WEIGHT_NAMES},
         episode=counters["episode"],
         running_reward=floats["running_reward"],
         total_steps=counters["total_steps"],
         elapsed=floats["elapsed"],
         config=config,
         streams=streams,
+        agent=agent,
     )
 
 
@@ -418,3 +432,30 @@ def _check_streams(path: Path, streams: Any) -> None:
         # ale-py reports undecodable bytes as SystemError; the rest are ours.
         except (TypeError, KeyError, ValueError, AttributeError, SystemError, binascii.Error):
             raise CheckpointError(f"{path}: the rollout state of slot {i} is damaged") from None
+
+
+def save_agent(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
+    """Write the policy alone: float32 W1 and W2, the training settings and
+    counters, and a note saying how the weights are used; about 5 MB at H = 200.
+
+    Any program that reads ``W1`` and ``W2`` from the ``.npz`` can play with it;
+    ``pongxp evaluate`` and ``video`` take it like a checkpoint. It cannot be
+    resumed: it has no optimiser or emulator state.
+
+    Raises:
+        CheckpointError: the file cannot be written; a previous one is unchanged.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {
+        "format_version": np.asarray(FORMAT_VERSION, dtype=np.int64),
+        AGENT_KEY: np.asarray(AGENT_NOTE),
+        "episode": np.asarray(ckpt.episode, dtype=np.int64),
+        "running_reward": np.asarray(ckpt.running_reward, dtype=np.float64),
+        "total_steps": np.asarray(ckpt.total_steps, dtype=np.int64),
+        "elapsed": np.asarray(ckpt.elapsed, dtype=np.float64),
+        "config": np.asarray(ckpt.config.to_json()),
+    }
+    for name in WEIGHT_NAMES:
+        arrays[name] = np.asarray(ckpt.params[name], dtype=np.float32)
+    _write_atomically(path, arrays)
+    return path

@@ -114,6 +114,11 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
     backend = backend_mod.select(cfg.device, cfg.dtype)
     xp = backend.xp
     resumed = checkpoint.load(cfg.resume, hidden=cfg.hidden) if cfg.resume else None
+    if resumed is not None and resumed.agent:
+        raise checkpoint.CheckpointError(
+            f"{cfg.resume} is an agent file (weights only, no optimiser or emulator state) "
+            "and cannot be resumed; give the training checkpoint it was exported from"
+        )
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
