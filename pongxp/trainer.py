@@ -110,8 +110,9 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
         KeyboardInterrupt after saving, when interrupted.
     """
     cfg.validate()
-    _refuse_overwrite(cfg)
+    # The device first: "already exists" would hide a problem the user must fix anyway.
     backend = backend_mod.select(cfg.device, cfg.dtype)
+    _refuse_overwrite(cfg)
     xp = backend.xp
     resumed = checkpoint.load(cfg.resume, hidden=cfg.hidden) if cfg.resume else None
     if resumed is not None and resumed.agent:

@@ -1,16 +1,36 @@
-"""Shared fixtures: running the real CLI, and a small real checkpoint."""
+"""Shared fixtures: running the real CLI, and a small real checkpoint.
+
+Tests are hermetic: the whole session runs in an empty temporary working
+directory (so a command left at its default paths, e.g. ``runs/pong.npz``,
+can neither see nor touch the user's runs), every subprocess inherits it,
+and the session fails if anything was written there.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_cwd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run the session in an empty directory; fail it if a test wrote there."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        yield cwd
+    finally:
+        os.chdir(before)
+    left = sorted(p.name for p in cwd.iterdir())
+    assert not left, f"tests wrote into the working directory: {left}; use tmp_path"
 
 
 def cli_env() -> dict[str, str]:
@@ -26,9 +46,7 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
         cmd = [sys.executable, str(ROOT / "train.py"), *args[1:]]
     else:
         cmd = [sys.executable, "-m", "pongxp", *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=ROOT
-    )
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env())
 
 
 @pytest.fixture
@@ -61,7 +79,7 @@ def run_cli_without(
     )
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, env=cli_env(),
     )  # fmt: skip
 
 

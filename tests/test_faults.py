@@ -77,7 +77,6 @@ def start(argv: list[str], env: dict[str, str] | None = None, **kwargs: object) 
         stderr=subprocess.PIPE,
         text=True,
         env={**cli_env(), **(env or {})},
-        cwd=ROOT,
         **kwargs,  # type: ignore[arg-type]
     )
 

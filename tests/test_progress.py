@@ -71,7 +71,7 @@ def test_train_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     cmd = [sys.executable, str(ROOT / "train.py"), *SMALL]
     cmd += ["--checkpoint", str(tmp_path / "c.npz"), "--metrics", str(tmp_path / "m.jsonl")]
-    proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, env=cli_env(), cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, env=cli_env())
     os.close(slave)
     chunks = []
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_cli_without
 
 from pongxp import checkpoint
 from pongxp.backend import gpu_available
@@ -157,11 +157,18 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.skipif(gpu_available()[0], reason="needs a machine where CuPy has no GPU")
-def test_gpu_without_cuda_names_the_fix(train_cli: Run) -> None:
-    proc = run_cli("train.py", "--device", "gpu", "--episodes", "1")
+def test_gpu_without_cuda_names_the_fix_before_any_overwrite_refusal(tmp_path: Path) -> None:
+    """The device is the problem to fix first: an existing run at --checkpoint must
+    not hide it behind "already exists" (CuPy is made unimportable, so this runs
+    on GPU machines too)."""
+    ckpt = tmp_path / "run.npz"
+    ckpt.write_bytes(b"an earlier run")
+    metrics = str(tmp_path / "m.jsonl")
+    proc = run_cli_without("cupy", "train", "--device", "gpu", "--episodes", "1",
+                           "--checkpoint", str(ckpt), "--metrics", metrics)  # fmt: skip
     line = one_line_error(proc)
-    assert "--device gpu" in line and ("pongxp[cuda" in line or "--device cpu" in line)
+    assert line.startswith("error: --device gpu: CuPy is not installed"), line
+    assert ckpt.read_bytes() == b"an earlier run"
 
 
 def test_auto_device_says_what_it_chose(train_cli: Run) -> None:
