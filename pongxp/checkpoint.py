@@ -179,19 +179,29 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
-def check_writable(path: str | os.PathLike[str], what: str = "checkpoint") -> None:
+def check_writable(
+    path: str | os.PathLike[str],
+    what: str = "checkpoint",
+    error: type[Exception] = CheckpointError,
+) -> None:
     """Check, before any work, that ``path`` can be written (a probe file is
     created and removed beside it; an existing ``path`` is not touched).
 
+    Every command that writes a file calls this before it starts working.
+
+    Args:
+        what: names the file in the message, e.g. ``"metrics log"``.
+        error: the exception to raise (each command reports its own kind).
+
     Raises:
-        CheckpointError: one line saying why not.
+        ``error`` (CheckpointError by default): one line saying why not.
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"cannot write {what} {path}: it is a directory; give a file name")
+        raise error(f"cannot write {what} {path}: it is a directory; give a file name")
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:  # mkdir would only say "File exists"
-        raise CheckpointError(f"cannot write {what} {path}: {blocker} is a file, not a directory")
+        raise error(f"cannot write {what} {path}: {blocker} is a file, not a directory")
     probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,9 +212,7 @@ def check_writable(path: str | os.PathLike[str], what: str = "checkpoint") -> No
         with contextlib.suppress(OSError):
             probe.unlink()
         reason = exc.strerror or type(exc).__name__
-        raise CheckpointError(
-            f"cannot write {what} {path}: {reason}; choose a writable path"
-        ) from None
+        raise error(f"cannot write {what} {path}: {reason}; choose a writable path") from None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -285,15 +285,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> int:
+    from pongxp.plot import MAX_SIDE, MIN_SIZE
+
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Plot learning curves (episode and running reward against episodes "
-        "and against training wall time) of one or more runs into a PNG. "
-        "Needs pongxp[plot].",
+        "and against training wall time) of one or more runs into an image. "
+        "Needs the plot extra.",
     )
     parser.add_argument("metrics", nargs="+", help="metrics .jsonl files, one run each")
     parser.add_argument(
-        "-o", "--output", default="curve.png", help="PNG file to write (default curve.png)"
+        "-o",
+        "--output",
+        default="runs/curve.png",
+        help="image to write; its suffix picks the format: .png, .svg, .pdf, .jpg, ... "
+        "(default runs/curve.png)",
     )
     parser.add_argument(
         "--label",
@@ -303,7 +309,10 @@ def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> i
     )
     parser.add_argument("--title", default=None, help="figure title")
     parser.add_argument(
-        "--size", default="1200x450", help="image size WIDTHxHEIGHT in pixels (default 1200x450)"
+        "--size",
+        default="1200x450",
+        help=f"image size WIDTHxHEIGHT in pixels, from {MIN_SIZE[0]}x{MIN_SIZE[1]} to "
+        f"{MAX_SIDE}x{MAX_SIDE} (default 1200x450)",
     )
     args = parser.parse_args(argv)
     return run_guarded(lambda: _plot(args))
@@ -325,6 +334,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") -> int:
+    from pongxp.video import MAX_SCALE
+
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Record one game played by a checkpoint's policy at the game's speed: "
@@ -348,13 +359,16 @@ def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") ->
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the game (default 0)")
     parser.add_argument(
-        "--scale", type=int, default=None, help="integer upscale (default 2 for MP4, 1 for GIF)"
+        "--scale",
+        type=int,
+        default=None,
+        help=f"integer upscale, 1 to {MAX_SCALE} (default 2 for MP4, 1 for GIF)",
     )
     parser.add_argument(
         "--max-seconds",
         type=float,
         default=None,
-        help="cut the video after this many seconds (default: the whole game)",
+        help="cut the video after this many seconds, > 0 (default: the whole game)",
     )
     parser.add_argument("--env-id", default=None, help="env to play (default: the checkpoint's)")
     args = parser.parse_args(argv)

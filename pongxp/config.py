@@ -43,6 +43,50 @@ class ConfigError(ValueError):
     """A setting is out of range; the message says which and what to use."""
 
 
+def check_number(
+    flag: str,
+    value: object,
+    low: float,
+    high: float | None = None,
+    *,
+    integer: bool = True,
+    above: bool = False,
+    note: str = "",
+) -> None:
+    """Raise ConfigError unless ``value`` is a finite number in range; the one
+    bounds check of every numeric flag of every command.
+
+    Args:
+        flag: the flag as the user typed it, e.g. ``"--scale"``.
+        low, high: the allowed range, ``low`` included unless ``above``;
+            ``high`` (always included) None for no upper bound.
+        integer: the value must be an int (bools are not).
+        note: said after the range, e.g. ``" (0: off)"``.
+
+    Raises:
+        ConfigError: e.g. "--scale must be an integer from 1 to 8, got 1000".
+    """
+    if integer:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if high is not None:
+            allowed = f"an integer from {low} to {high}"
+        else:
+            allowed = "a positive integer" if low == 1 else f"an integer >= {low}"
+    else:
+        # nan fails every comparison below; inf is refused even without an upper bound.
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)  # type: ignore[arg-type]
+        if high is not None:
+            allowed = f"in ({low:g}, {high:g}]" if above else f"from {low:g} to {high:g}"
+        else:
+            allowed = f"a finite number {'>' if above else '>='} {low:g}"
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if above else v >= low) and (high is None or v <= high)
+    if not ok:
+        raise ConfigError(f"{flag} must be {allowed}{note}, got {value!r}")
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters and run settings. Defaults follow Karpathy's pg-pong.py.
@@ -97,8 +141,7 @@ class TrainConfig:
             "keep": self.keep,
         }
         for name, value in positive_ints.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+            check_number(f"--{name}", value, 1)
         if self.num_envs != "auto" and not (
             isinstance(self.num_envs, int)
             and not isinstance(self.num_envs, bool)
@@ -108,27 +151,19 @@ class TrainConfig:
                 f"--num-envs must be auto or an integer from 1 to {MAX_NUM_ENVS}, "
                 f"got {self.num_envs!r}"
             )
-        floats = {"lr": self.learning_rate, "gamma": self.gamma, "decay-rate": self.decay_rate}
-        for name, value in floats.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"--{name} must be a number, got {value!r}")
-        # inf would turn the first update's weights into inf/NaN; nan fails every test.
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"--lr must be a finite number > 0, got {self.learning_rate!r}")
+        # inf would turn the first update's weights into inf/NaN.
+        check_number("--lr", self.learning_rate, 0, integer=False, above=True)
         for name, value in (("gamma", self.gamma), ("decay-rate", self.decay_rate)):
-            if not 0 < value <= 1:
-                raise ConfigError(f"--{name} must be in (0, 1], got {value!r}")
+            check_number(f"--{name}", value, 0, 1, integer=False, above=True)
         if self.device not in DEVICES:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        check_number("--seed", self.seed, 0)
         self._check_paths()
         if check_env:
             check_env_id(self.env_id)
-        if not isinstance(self.video_every, int) or self.video_every < 0:
-            raise ConfigError(f"--video-every must be >= 0 (0: off), got {self.video_every!r}")
+        check_number("--video-every", self.video_every, 0, note=" (0: off)")
         return self
 
     def actors(self) -> tuple[int, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pongxp import checkpoint
-from pongxp.config import ConfigError
+from pongxp.config import check_number
 from pongxp.rollout import Actor, EpisodeStats
 
 
@@ -127,10 +127,8 @@ def evaluate(
     Raises:
         ConfigError: episodes < 1 or seed < 0. CheckpointError, EnvError: see ``load_actor``.
     """
-    if episodes < 1:
-        raise ConfigError(f"--episodes must be a positive integer, got {episodes}")
-    if seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    check_number("--episodes", episodes, 1)
+    check_number("--seed", seed, 0)
     actor, ckpt = load_actor(path, seed, env_id)
     result = Evaluation(
         checkpoint=str(Path(path)),

@@ -1,10 +1,14 @@
-"""Learning curves from metrics logs, as a PNG (matplotlib, the ``plot`` extra).
+"""Learning curves from metrics logs, as an image (matplotlib, the ``plot`` extra).
 
 One figure, two panels: episode reward (thin) and running reward (bold)
 against episodes, and the same against training wall time (the log's
 cumulative ``time``, which leaves out checkpoint writes and videos). Each
 metrics file is one run in its own colour, so runs compare on one plot: CPU
 vs GPU, two seeds, two learning rates.
+
+The output's suffix picks the format: any that matplotlib writes (PNG, SVG,
+PDF, JPEG, WebP, ...). Name, size and writability are checked before any log
+is read.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from pongxp import metrics
+from pongxp.checkpoint import check_writable
+from pongxp.config import check_number
 from pongxp.extras import require
 
 KEYS = ("episode", "reward", "running_reward", "time")
+# Image size limits in pixels: below the minimum the panels have no room for their
+# labels; above the maximum the canvas alone is 400 MB (Agg's hard limit is 2**16).
+MIN_SIZE = (200, 150)
+MAX_SIDE = 10_000
 
 
 class PlotError(ValueError):
@@ -50,6 +60,8 @@ def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
         PlotError: missing or unreadable file, no records, records without the keys.
     """
     path = Path(path)
+    if path.is_dir():
+        raise PlotError(f"metrics file {path} is a directory; give a .jsonl metrics log in it")
     if not path.is_file():
         raise PlotError(f"metrics file {path} does not exist; check the path")
     try:
@@ -85,6 +97,33 @@ def _time_unit(seconds: float) -> tuple[float, str]:
     return 1.0, "seconds"
 
 
+def check_output(output: str | os.PathLike[str], width: int, height: int) -> str:
+    """Check the image name, size and directory before any work; return the format.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+        ConfigError: a ``--size`` side out of range.
+        PlotError: no suffix, one matplotlib cannot write, or an unwritable path.
+    """
+    check_number("--size width", width, MIN_SIZE[0], MAX_SIDE)
+    check_number("--size height", height, MIN_SIZE[1], MAX_SIDE)
+    require("matplotlib", "plot", "plotting")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    output = Path(output)
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in supported:
+        named = f"ends in {output.suffix!r}" if output.suffix else "has no suffix"
+        raise PlotError(
+            f"plot file {output} {named}; end it in .png, .svg, .pdf or another of: "
+            + ", ".join(sorted(supported))
+        )
+    check_writable(output, "plot", PlotError)
+    return fmt
+
+
 def plot(
     runs: Sequence[Run],
     output: str | os.PathLike[str],
@@ -93,17 +132,17 @@ def plot(
     dpi: int = 100,
     title: str | None = None,
 ) -> Path:
-    """Draw ``runs`` into a PNG of exactly ``width`` x ``height`` pixels.
+    """Draw ``runs`` into an image of ``width`` x ``height`` pixels (at ``dpi``
+    for vector formats), in the format of ``output``'s suffix.
 
     Raises:
-        MissingExtraError: matplotlib is not installed (names ``pongxp[plot]``).
-        PlotError: no runs, a size too small, or the file cannot be written.
+        MissingExtraError: matplotlib is not installed (names the ``plot`` extra).
+        ConfigError, PlotError: no runs, a bad size or name, or the file cannot
+            be written.
     """
     if not runs:
         raise PlotError("no metrics files to plot")
-    if width < 200 or height < 150:
-        raise PlotError(f"--size must be at least 200x150 pixels, got {width}x{height}")
-    require("matplotlib", "plot", "plotting")
+    fmt = check_output(output, width, height)
     # The object API with an Agg canvas: no pyplot, no GUI backend, no global state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -135,7 +174,7 @@ def plot(
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(output, dpi=dpi, format="png")
+        fig.savefig(output, dpi=dpi, format=fmt)
     except OSError as exc:
         raise PlotError(f"cannot write {output}: {exc.strerror or exc}") from None
     return output
@@ -150,10 +189,12 @@ def plot_files(
     """Read metrics files and plot them; ``labels`` default to the file names.
 
     Raises:
-        PlotError, MissingExtraError.
+        ConfigError, PlotError, MissingExtraError.
     """
     if labels and len(labels) != len(paths):
         raise PlotError(f"got {len(labels)} --label for {len(paths)} metrics files")
-    require("matplotlib", "plot", "plotting")  # before reading possibly large logs
+    # Before reading possibly large logs.
+    width, height = options.get("width", 1200), options.get("height", 450)
+    check_output(output, width, height)  # type: ignore[arg-type]
     runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(paths)]
     return plot(runs, output, **options)  # type: ignore[arg-type]

@@ -37,7 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pongxp.config import TrainConfig
+from pongxp.checkpoint import check_writable
+from pongxp.config import TrainConfig, check_number
 from pongxp.extras import require
 from pongxp.preprocess import BOTTOM, TOP
 from pongxp.rollout import Actor, EpisodeStats
@@ -45,6 +46,9 @@ from pongxp.rollout import Actor, EpisodeStats
 GAME_FPS = 60  # NTSC Atari 2600 frames a second, the ALE's unit of time
 FPS = {"mp4": 60, "gif": 20}
 SEPARATOR = 4  # black columns between the screen and the input panel
+# Upscale limit: at 8 a frame with the panel is already 1680x2592 pixels (13 MB);
+# beyond that only memory (GIF frames are kept until the end) and encode time grow.
+MAX_SCALE = 8
 
 # Input-panel colours (RGB).
 _PANEL_ZERO = np.array([128, 128, 128], dtype=np.uint8)
@@ -55,6 +59,25 @@ _PANEL_OUTSIDE = np.array([40, 40, 40], dtype=np.uint8)  # rows the network neve
 
 class VideoError(ValueError):
     """A video cannot be made as asked (bad option, unwritable file)."""
+
+
+def check_options(scale: int | None = None, max_seconds: float | None = None) -> None:
+    """Check ``--scale`` and ``--max-seconds`` before anything is played.
+
+    Raises:
+        ConfigError: one line naming the flag and the allowed values.
+    """
+    if scale is not None:
+        check_number("--scale", scale, 1, MAX_SCALE)
+    if max_seconds is not None:
+        check_number(
+            "--max-seconds",
+            max_seconds,
+            0,
+            integer=False,
+            above=True,
+            note=" (leave it out for the whole game)",
+        )
 
 
 def input_panel(cols: np.ndarray, signs: np.ndarray) -> np.ndarray:
@@ -327,14 +350,16 @@ def record(
         say: where to print a note when falling back to GIF.
 
     Raises:
-        MissingExtraError, VideoError.
+        ConfigError: a bad ``scale`` or ``max_seconds``.
+        MissingExtraError, VideoError: also an unwritable ``output``, found
+            before the episode is played.
     """
+    check_options(scale, max_seconds)
     fmt, path, note = choose_format(Path(output))
     scale = scale if scale is not None else (2 if fmt == "mp4" else 1)
-    if scale < 1:
-        raise VideoError(f"--scale must be a positive integer, got {scale}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise VideoError(f"--max-seconds must be > 0, got {max_seconds}")
+    # Now, not after a whole game (a GIF is written only at the end), and in
+    # our words, not ffmpeg's ("Broken pipe").
+    check_writable(path, "video", VideoError)
     if note and say is not None:
         say(note)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
@@ -374,14 +399,16 @@ def record_checkpoint(
             as for ``record``.
 
     Raises:
-        CheckpointError, EnvError, MissingExtraError, VideoError: one line each.
+        CheckpointError, ConfigError, EnvError, MissingExtraError, VideoError:
+            one line each, all but a failing write before the episode is played.
     """
     from pongxp.evaluate import load_actor
 
-    if seed < 0:
-        raise VideoError(f"--seed must be >= 0, got {seed}")
+    check_number("--seed", seed, 0)
+    check_options(options.get("scale"), options.get("max_seconds"))
     output = Path(output) if output is not None else Path(checkpoint_path).with_suffix(".mp4")
-    choose_format(output)  # a missing extra or bad name fails before the episode is played
+    _, path, _ = choose_format(output)  # a missing extra or bad name fails here
+    check_writable(path, "video", VideoError)
     actor, _ = load_actor(checkpoint_path, seed, env_id)
     try:
         return record(actor, output, **options)

@@ -8,7 +8,9 @@ and the session fails if anything was written there.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -98,3 +100,31 @@ def train_small(out: Path, name: str, *flags: str) -> Path:
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint after 2 episodes (batch size 1, hidden 16), made once per session."""
     return train_small(tmp_path_factory.mktemp("ckpt"), "small", "--episodes", "2")
+
+
+@contextlib.contextmanager
+def unwritable(directory: Path) -> Iterator[None]:
+    """Make ``directory`` refuse new files: chmod, or as root chattr +i (immutable)."""
+    probe = directory / ".probe"
+
+    def writable() -> bool:
+        try:
+            probe.write_text("x")
+        except OSError:
+            return False
+        probe.unlink()
+        return True
+
+    mode = directory.stat().st_mode
+    directory.chmod(0o555)
+    immutable = False
+    try:
+        if writable() and shutil.which("chattr"):  # root ignores permissions
+            immutable = subprocess.run(["chattr", "+i", str(directory)]).returncode == 0
+        if writable():
+            pytest.skip("cannot make a directory read-only here (root without chattr +i)")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        directory.chmod(mode)

@@ -15,7 +15,6 @@ Unit-level checkpoint faults (bad files, stale temp files) are in
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import resource
@@ -24,13 +23,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, unwritable
 
 from pongxp import checkpoint, cli
 from pongxp.metrics import read as read_metrics
@@ -369,34 +368,6 @@ def test_disk_full_for_the_metrics_log_stops_with_one_line(tmp_path: Path) -> No
     assert result[0] == 3
     assert f"cannot write metrics log {metrics}: No space left on device" in line
     assert "no checkpoint had been written yet" in line
-
-
-@contextlib.contextmanager
-def unwritable(directory: Path) -> Iterator[None]:
-    """Make ``directory`` refuse new files: chmod, or as root chattr +i (immutable)."""
-    probe = directory / ".probe"
-
-    def writable() -> bool:
-        try:
-            probe.write_text("x")
-        except OSError:
-            return False
-        probe.unlink()
-        return True
-
-    mode = directory.stat().st_mode
-    directory.chmod(0o555)
-    immutable = False
-    try:
-        if writable() and shutil.which("chattr"):  # root ignores permissions
-            immutable = subprocess.run(["chattr", "+i", str(directory)]).returncode == 0
-        if writable():
-            pytest.skip("cannot make a directory read-only here (root without chattr +i)")
-        yield
-    finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", str(directory)], check=True)
-        directory.chmod(mode)
 
 
 def test_directory_turning_read_only_keeps_the_previous_checkpoint(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from conftest import run_cli, run_cli_without, train_small
 from PIL import Image
 
+from pongxp import cli
 from pongxp.plot import PlotError, load_run
 
 # matplotlib's default colours C0 and C1: the first and second run.
@@ -91,3 +94,50 @@ def test_missing_matplotlib_names_the_extra(two_runs: list[Path], tmp_path: Path
         "error: plotting needs matplotlib, which is not installed; pip install 'pongxp[plot]'"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "is_format"),
+    [
+        (".jpg", lambda data: Image.open(io.BytesIO(data)).format == "JPEG"),
+        (".svg", lambda data: b"<svg" in data[:1000]),
+        (".pdf", lambda data: data.startswith(b"%PDF")),
+    ],
+)
+def test_the_suffix_picks_the_format(
+    suffix: str, is_format: Callable[[bytes], bool], two_runs: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / f"curve{suffix}"
+    assert cli.plot_main([str(two_runs[0]), "-o", str(out)]) == 0
+    assert is_format(out.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("output", "size", "message"),
+    [
+        ("p", "1200x450", "plot file {tmp}/p has no suffix; end it in .png, .svg, .pdf or "
+                          "another of: "),
+        ("p.xyz", "1200x450", "plot file {tmp}/p.xyz ends in '.xyz'; end it in .png"),
+        ("p.png", "100000x100000", "--size width must be an integer from 200 to 10000, "
+                                   "got 100000"),
+        ("p.png", "9000000x200", "--size width must be an integer from 200 to 10000"),
+        ("p.png", "1200x100", "--size height must be an integer from 150 to 10000, got 100"),
+        ("p.png", "1200x", "--size must look like 1200x450, got '1200x'"),
+        ("adir.png", "1200x450", "cannot write plot {tmp}/adir.png: it is a directory"),
+    ],
+)  # fmt: skip
+def test_bad_names_and_sizes_are_one_line_before_any_log_is_read(
+    output: str, size: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "adir.png").mkdir()
+    missing = tmp_path / "missing.jsonl"  # read first, it would be the error instead
+    code = cli.plot_main([str(missing), "-o", str(tmp_path / output), "--size", size])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: " + message.format(tmp=tmp_path)), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.png"]
+
+
+def test_a_directory_is_not_a_metrics_log(tmp_path: Path) -> None:
+    with pytest.raises(PlotError, match=f"metrics file {tmp_path} is a directory"):
+        load_run(tmp_path)

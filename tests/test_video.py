@@ -16,10 +16,10 @@ import imageio.v2 as imageio
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import run_cli, run_cli_without
+from conftest import run_cli, run_cli_without, unwritable
 from PIL import Image
 
-from pongxp import checkpoint
+from pongxp import checkpoint, cli
 from pongxp.evaluate import load_actor
 from pongxp.rollout import Actor
 from pongxp.video import recording_seed
@@ -162,7 +162,7 @@ def test_video_every_records_without_changing_training(
 def test_video_every_must_not_be_negative(train_cli) -> None:
     proc = train_cli("--episodes", "1", "--video-every", "-1")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --video-every must be >= 0 (0: off), got -1"
+    assert proc.stderr.strip() == "error: --video-every must be an integer >= 0 (0: off), got -1"
 
 
 def test_training_video_that_cannot_be_written_is_skipped(
@@ -181,3 +181,60 @@ def test_training_video_that_cannot_be_written_is_skipped(
     assert len(said) == 1
     assert said[0].startswith("video skipped at episode 3: cannot write video ")
     assert said[0].endswith("training goes on")
+
+
+@pytest.fixture
+def no_game(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if an emulator is started: the checks must come before any play."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a game was started before the options were checked")
+
+    monkeypatch.setattr("pongxp.evaluate.Actor", refuse)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--max-seconds", "nan"), "--max-seconds must be a finite number > 0 (leave it out "
+                                   "for the whole game), got nan"),
+        (("--max-seconds", "inf"), "--max-seconds must be a finite number > 0 (leave it out "
+                                   "for the whole game), got inf"),
+        (("--max-seconds", "0"), "--max-seconds must be a finite number > 0 (leave it out "
+                                 "for the whole game), got 0.0"),
+        (("--scale", "1000"), "--scale must be an integer from 1 to 8, got 1000"),
+        (("--scale", "0"), "--scale must be an integer from 1 to 8, got 0"),
+        (("--seed", "-1"), "--seed must be an integer >= 0, got -1"),
+    ],
+)  # fmt: skip
+def test_bad_numbers_are_one_line_before_any_play(
+    flags: tuple[str, ...],
+    message: str,
+    small_checkpoint: Path,
+    tmp_path: Path,
+    no_game: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "v.gif"
+    code = cli.video_main([str(small_checkpoint), "-o", str(out), *flags])
+    assert (code, capsys.readouterr().err) == (2, f"error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_unwritable_video_path_is_one_line_before_any_play(
+    suffix: str,
+    small_checkpoint: Path,
+    tmp_path: Path,
+    no_game: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "ro" / f"v{suffix}"
+    out.parent.mkdir()
+    with unwritable(out.parent):
+        code = cli.video_main([str(small_checkpoint), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: cannot write video {out}: ") and err.count("\n") == 1, err
+    assert err.endswith("; choose a writable path\n"), err
+    assert list(out.parent.iterdir()) == []
