@@ -258,8 +258,12 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "pongxp evaluat
         "--seed", type=int, default=0, help="seed for the emulator and the sampler (default 0)"
     )
     parser.add_argument("--env-id", default=None, help="env to play (default: the checkpoint's)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    parser.add_argument("--quiet", action="store_true", help="no per-episode lines")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (the only output on stdout; per-game lines go to stderr)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-game lines")
     args = parser.parse_args(argv)
     return run_guarded(lambda: _evaluate(args))
 
@@ -269,11 +273,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from pongxp.evaluate import EpisodeResult, evaluate, format_summary
 
+    # With --json, stdout holds the JSON document alone (so it parses); the
+    # per-game lines then go to stderr, as progress.
+    lines = sys.stderr if args.json else sys.stdout
+
     def report(index: int, episode: EpisodeResult, _stats: object) -> None:
         if not args.quiet:
             print(
                 f"episode {index:>4} | {episode.points_for:>2}-{episode.points_against:<2} | "
                 f"score {episode.score:+3d} | {episode.steps:>5} steps",
+                file=lines,
                 flush=True,
             )
 

@@ -20,7 +20,11 @@ def test_same_seed_same_games_in_process_and_cli(small_checkpoint: Path) -> None
     # A separate process (the CLI) plays the very same games.
     proc = run_cli("evaluate", str(small_checkpoint), "--episodes", "2", "--seed", "5", "--json")
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout)  # stdout is the JSON document alone
+    assert [ln.split("|")[0].split() for ln in proc.stderr.splitlines() if "|" in ln] == [
+        ["episode", "1"],
+        ["episode", "2"],
+    ]  # the per-game lines went to stderr
     assert out["scores"] == first.scores().tolist()
     assert out["episodes"] == 2 and out["greedy"] is False and out["seed"] == 5
     # Another seed is another game (the step counts of two games practically never match).
