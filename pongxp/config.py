@@ -219,9 +219,14 @@ class TrainConfig:
 
 @functools.cache
 def _registered_pong_ids() -> frozenset[str]:
+    """Register the ALE envs (once a process: every emulator is made after this)."""
     import ale_py
     import gymnasium as gym
 
+    # ale-py prints a banner to stderr on every ROM load ("A.L.E: Arcade Learning
+    # Environment ... [Powered by Stella]"), which lands on the progress bar's
+    # line; only its errors are worth showing.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     gym.register_envs(ale_py)
     return frozenset(k for k in gym.registry if "Pong" in k and "Doubles" not in k)
 

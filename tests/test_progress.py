@@ -56,6 +56,7 @@ def test_train_prints_one_line_per_episode_to_a_pipe(train_cli) -> None:
     assert [line.split("|")[0].split() for line in lines] == [["episode", "1"], ["episode", "2"]]
     assert "\r" not in proc.stdout  # no bar redraws in a log file
     assert "done: 2 episodes" in proc.stdout
+    assert proc.stderr == ""  # nor ale-py's ROM banner
 
 
 def test_train_quiet_prints_no_episode_lines(train_cli) -> None:
@@ -95,3 +96,4 @@ def test_train_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
     # Each episode's line scrolls above the bar.
     assert "episode      1 |" in screen and "episode      2 |" in screen
     assert "done: 2 episodes" in screen
+    assert "A.L.E" not in screen and "Stella" not in screen  # ale-py's banner, silenced
