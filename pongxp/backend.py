@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,11 +79,16 @@ class Backend:
     def sync(self) -> None:
         """Wait for queued device work (a no-op on the CPU)."""
 
-    def out_of_memory(self, exc: BaseException) -> DeviceError | None:
+    def out_of_memory(self, exc: BaseException, tips: Sequence[str] = ()) -> DeviceError | None:
         """``exc`` as a one-line DeviceError saying what to do, if it means the
-        memory ran out; None for any other error."""
+        memory ran out; None for any other error.
+
+        Args:
+            tips: the settings whose change would shrink what ran out, e.g.
+                ``["a smaller --hidden"]`` (the caller knows the run's settings).
+        """
         if isinstance(exc, MemoryError):
-            return DeviceError(_out_of_memory_message("the CPU", exc, ""))
+            return DeviceError(_out_of_memory_message("the CPU", exc, tips))
         return None
 
     def batch_to_device(self, batch: HostBatch, input_size: int) -> DeviceBatch:
@@ -146,14 +152,14 @@ class CupyBackend(Backend):
     def sync(self) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
 
-    def out_of_memory(self, exc: BaseException) -> DeviceError | None:
+    def out_of_memory(self, exc: BaseException, tips: Sequence[str] = ()) -> DeviceError | None:
         oom = isinstance(exc, (MemoryError, self.cupy.cuda.memory.OutOfMemoryError))
         # cuBLAS, cuSPARSE and the CUDA runtime report a failed allocation as
         # their own error types, with the status in the message.
         from_cupy = type(exc).__module__.startswith(("cupy", "cupyx", "cupy_backends"))
         markers = ("ALLOC_FAILED", "cudaErrorMemoryAllocation", "out of memory")
         if oom or (from_cupy and any(m in str(exc) for m in markers)):
-            return DeviceError(_out_of_memory_message("the GPU", exc, ", or --device cpu"))
+            return DeviceError(_out_of_memory_message("the GPU", exc, [*tips, "--device cpu"]))
         return None
 
     def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
@@ -190,12 +196,12 @@ class StrictBackend(Backend):
         return self.xp.asarray(host)
 
 
-def _out_of_memory_message(where: str, exc: BaseException, also: str) -> str:
+def _out_of_memory_message(where: str, exc: BaseException, tips: Sequence[str]) -> str:
     detail = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return (
-        f"{where} ran out of memory ({detail}); try a smaller --batch-size or --hidden, "
-        f"or --dtype float32{also}; checkpoints already written are kept"
-    )
+    if not tips:
+        return f"{where} ran out of memory ({detail})"
+    advice = tips[0] if len(tips) == 1 else f"{', '.join(tips[:-1])} or {tips[-1]}"
+    return f"{where} ran out of memory ({detail}); try {advice}"
 
 
 def _dense_from_csr(lib: Any, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:

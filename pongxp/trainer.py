@@ -132,6 +132,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
     checkpoint.check_writable(cfg.metrics, "metrics log")
 
     actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
+    training = False  # whether the weights are made and batches have begun
     try:
         if resumed is None:
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
@@ -153,6 +154,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
         metrics = MetricsLog(cfg.metrics, keep_until=state.episode if resumed else None)
         latest = _Latest(state)
+        training = True
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             state = _loop(cfg, backend, actors, latest, metrics, progress)
@@ -179,13 +181,44 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last episode)")
         return state
     except Exception as exc:
-        out_of_memory = backend.out_of_memory(exc)
+        out_of_memory = backend.out_of_memory(exc, _memory_tips(cfg, training))
         if out_of_memory is None:
             raise
+        if training:
+            raise backend_mod.DeviceError(
+                f"{out_of_memory}; checkpoints already written are kept"
+            ) from exc
         raise out_of_memory from exc
     finally:
         actors.close()
         progress.close()
+
+
+def _memory_tips(cfg: TrainConfig, training: bool) -> list[str]:
+    """What would shrink the memory that ran out, for the error message.
+
+    Before the first batch only the weights exist (W1 is H x 6400, with as
+    much again for the RMSProp cache and gradient), so only --hidden helps;
+    in an update the batch's activations (steps x H) count too. --dtype
+    float32 is offered only to a float64 run.
+    """
+    w1 = cfg.hidden * INPUT_SIZE * np.dtype(cfg.dtype).itemsize
+    tips = [f"a smaller --hidden (W1 alone is {_size(w1)} at --hidden {cfg.hidden})"]
+    if training:
+        tips.insert(0, "a smaller --batch-size")
+    if cfg.dtype != "float32":
+        tips.append("--dtype float32")
+    return tips
+
+
+def _size(nbytes: float) -> str:
+    """``nbytes`` for people: "4.88 MiB", "200 TiB"."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    step = 0
+    while nbytes >= 1024 and step < len(units) - 1:
+        nbytes /= 1024
+        step += 1
+    return f"{nbytes:.3g} {units[step]}"
 
 
 def _refuse_overwrite(cfg: TrainConfig) -> None:

@@ -559,7 +559,28 @@ def test_out_of_host_memory_is_one_line(tmp_path: Path) -> None:
     line = error_line(result)
     assert result[0] == 2
     assert line.startswith("error: the CPU ran out of memory (Unable to allocate"), line
-    assert "try a smaller --batch-size or --hidden" in line
+    # The weights alone do not fit: neither the batch size nor float32 (the
+    # run's dtype already) would help.
+    assert line.endswith(f"; try a smaller --hidden (W1 alone is 200 TiB at --hidden {2**33})"), (
+        line
+    )
+
+
+def test_out_of_memory_tips_name_only_what_would_help() -> None:
+    """In an update the batch counts too, and float32 is offered only to float64 runs."""
+    from pongxp.config import TrainConfig
+    from pongxp.trainer import _memory_tips
+
+    f32 = TrainConfig(hidden=200)
+    assert _memory_tips(f32, training=False) == [
+        "a smaller --hidden (W1 alone is 4.88 MiB at --hidden 200)"
+    ]
+    f64 = TrainConfig(hidden=200, dtype="float64")
+    assert _memory_tips(f64, training=True) == [
+        "a smaller --batch-size",
+        "a smaller --hidden (W1 alone is 9.77 MiB at --hidden 200)",
+        "--dtype float32",
+    ]
 
 
 def _cupy_or_skip() -> None:
@@ -591,7 +612,9 @@ def test_gpu_out_of_memory_says_what_to_shrink(tmp_path: Path) -> None:
     line = error_line(result)
     assert result[0] == 2
     assert line.startswith("error: the GPU ran out of memory"), line
-    assert "--batch-size" in line and "--device cpu" in line
+    # It runs out making the weights, before any batch: the batch size is no help.
+    assert "a smaller --hidden" in line and line.endswith(" or --device cpu"), line
+    assert "--batch-size" not in line and "--dtype" not in line, line
 
 
 # -- 8. --keep --------------------------------------------------------------------------
