@@ -251,11 +251,15 @@ def _keep_history(path: Path, episode: int, keep: int) -> None:
         ) from exc
 
 
-def load(path: str | os.PathLike[str], hidden: int | None = None) -> Checkpoint:
+def load(
+    path: str | os.PathLike[str], hidden: int | None = None, use_older: str = "use {} instead"
+) -> Checkpoint:
     """Read and check a checkpoint. The file is never modified.
 
     Args:
         hidden: if given, the hidden size the caller needs.
+        use_older: how the caller's command takes an older kept checkpoint
+            instead, ``{}`` standing for its path: ``"--resume {}"`` for training.
 
     Raises:
         CheckpointError: one line naming the file and what is wrong, and the
@@ -269,7 +273,7 @@ def load(path: str | os.PathLike[str], hidden: int | None = None) -> Checkpoint:
         if fallback is None:
             raise
         raise CheckpointError(
-            f"{exc}; an older kept checkpoint loads: --resume {fallback}"
+            f"{exc}; an older kept checkpoint loads: {use_older.format(fallback)}"
         ) from None
 
 

@@ -178,7 +178,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     base = DEFAULTS
     if args.resume is not None:
-        base = checkpoint.load(args.resume).config
+        base = checkpoint.load(args.resume, use_older="--resume {}").config
     values = {}
     preset = PRESETS[args.preset] if getattr(args, "preset", None) else {}
     for f in fields(TrainConfig):

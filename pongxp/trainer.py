@@ -114,7 +114,9 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
     backend = backend_mod.select(cfg.device, cfg.dtype)
     _refuse_overwrite(cfg)
     xp = backend.xp
-    resumed = checkpoint.load(cfg.resume, hidden=cfg.hidden) if cfg.resume else None
+    resumed = (
+        checkpoint.load(cfg.resume, cfg.hidden, use_older="--resume {}") if cfg.resume else None
+    )
     if resumed is not None and resumed.agent:
         raise checkpoint.CheckpointError(
             f"{cfg.resume} is an agent file (weights only, no optimiser or emulator state) "

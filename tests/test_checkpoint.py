@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pongxp import checkpoint
+from pongxp import checkpoint, cli
 from pongxp.checkpoint import CheckpointError
 
 # A file that must never appear: the payloads below would create it if any
@@ -283,7 +283,7 @@ def test_keep_holds_the_newest_k(small_checkpoint: Path, tmp_path: Path) -> None
 
 
 def test_a_bad_checkpoint_names_the_newest_kept_one_that_loads(
-    small_checkpoint: Path, tmp_path: Path
+    small_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "run.npz"
     ckpt = checkpoint.load(small_checkpoint)
@@ -299,13 +299,17 @@ def test_a_bad_checkpoint_names_the_newest_kept_one_that_loads(
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path} is not a readable .npz"), message
-    assert message.endswith(
-        f"an older kept checkpoint loads: --resume {tmp_path}/run.ep00000020.npz"
-    )
-    # ... and when the file is gone altogether.
+    older = tmp_path / "run.ep00000020.npz"
+    assert message.endswith(f"an older kept checkpoint loads: use {older} instead")
+    # evaluate says so too: --resume is a train flag.
+    assert cli.evaluate_main([str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    # Training names its own flag, also when the file is gone altogether.
     path.unlink()
-    with pytest.raises(CheckpointError, match=r"does not exist.*--resume .*run\.ep00000020\.npz"):
-        checkpoint.load(path)
+    with pytest.raises(
+        CheckpointError, match=r"does not exist.*: --resume .*run\.ep00000020\.npz$"
+    ):
+        checkpoint.load(path, use_older="--resume {}")
 
 
 def test_unwritable_checkpoint_path_is_found_before_work(tmp_path: Path) -> None:
