@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from pongxp.batch import HostBatch
-
-GPU_INSTALL_HINT = "pip install 'pongxp[cuda12]' (CUDA 12) or 'pongxp[cuda13]' (CUDA 13)"
+from pongxp.extras import install_hint
 
 
 class DeviceError(RuntimeError):
@@ -53,6 +52,8 @@ class Backend:
     """NumPy on the CPU. Subclasses swap in CuPy or array-api-strict."""
 
     name = "cpu"
+    #: Why ``--device auto`` fell back to the CPU although CuPy is installed.
+    gpu_problem: str | None = None
 
     def __init__(self, dtype: str = "float32", sparse: bool = True) -> None:
         import array_api_compat.numpy as xp
@@ -213,21 +214,34 @@ def _dense_from_csr(lib: Any, indptr: Any, cols: Any, data: Any, rows: int, inpu
     return out
 
 
-def gpu_available() -> tuple[bool, str]:
-    """(usable, reason). Usable means CuPy imports and can run a kernel on a device."""
-    if importlib.util.find_spec("cupy") is None:
-        return False, f"CuPy is not installed; {GPU_INSTALL_HINT}"
+def cupy_installed() -> bool:
+    """Whether a CuPy package is there to import (usable or not)."""
+    return importlib.util.find_spec("cupy") is not None
+
+
+def _gpu_problem() -> tuple[str, str] | None:
+    """None if CuPy imports and can run a kernel on a device, else (what is
+    wrong, what to do)."""
+    if not cupy_installed():
+        hint = install_hint("cuda12")
+        return "CuPy is not installed", f"{hint} (CUDA 12.x; cuda13 for CUDA 13.x)"
     try:
         import cupy
 
         count = cupy.cuda.runtime.getDeviceCount()
         if count < 1:
-            return False, "CuPy sees no CUDA device; check nvidia-smi, or use --device cpu"
+            return "CuPy sees no CUDA device", "check nvidia-smi, or use --device cpu"
         int((cupy.arange(3) * 2).sum())  # a real kernel: catches driver/toolkit mismatches
     except Exception as exc:  # CuPy raises many types for a missing driver or device
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        return False, f"CuPy cannot use a CUDA device ({first_line}); use --device cpu"
-    return True, "ok"
+        return f"CuPy cannot use a CUDA device ({first_line})", "use --device cpu"
+    return None
+
+
+def gpu_available() -> tuple[bool, str]:
+    """(usable, reason). Usable means CuPy imports and can run a kernel on a device."""
+    problem = _gpu_problem()
+    return (True, "ok") if problem is None else (False, "; ".join(problem))
 
 
 def gpu_name() -> str:
@@ -248,13 +262,20 @@ def select(device: str, dtype: str = "float32", sparse: bool = True) -> Backend:
         return Backend(dtype, sparse)
     if device == "strict":
         return StrictBackend(dtype)
-    usable, reason = gpu_available()
-    if device == "gpu" and not usable:
-        raise DeviceError(f"--device gpu: {reason}")
-    if device == "auto":
-        return CupyBackend(dtype, sparse) if usable else Backend(dtype, sparse)
+    problem = _gpu_problem()
     if device == "gpu":
+        if problem is not None:
+            raise DeviceError(f"--device gpu: {'; '.join(problem)}")
         return CupyBackend(dtype, sparse)
+    if device == "auto":
+        if problem is None:
+            return CupyBackend(dtype, sparse)
+        backend = Backend(dtype, sparse)
+        # Without CuPy this is a CPU machine, nothing to explain; with CuPy
+        # installed a GPU was meant to be used, so say why it is not.
+        if cupy_installed():
+            backend.gpu_problem = problem[0]
+        return backend
     raise DeviceError(f"unknown device {device!r}; use cpu, gpu or auto")
 
 
@@ -264,4 +285,5 @@ def describe(backend: Backend) -> str:
         return f"GPU ({gpu_name()}, CuPy {backend.cupy.__version__}), {backend.dtype_name}"
     if isinstance(backend, StrictBackend):
         return f"array-api-strict (CPU), {backend.dtype_name}"
-    return f"CPU (NumPy {np.__version__}), {backend.dtype_name}"
+    cpu = f"CPU (NumPy {np.__version__}), {backend.dtype_name}"
+    return cpu if backend.gpu_problem is None else f"{cpu} (GPU not used: {backend.gpu_problem})"

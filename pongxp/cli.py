@@ -149,7 +149,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="K",
         help="record a video of one extra episode (own emulator, same weights) each K "
-        "episodes into <checkpoint>-videos/; needs pongxp[video] (default 0: off)",
+        "episodes into <checkpoint>-videos/; needs the video extra (default 0: off)",
     )
     run.add_argument(
         "--overwrite",
@@ -349,7 +349,7 @@ def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") ->
         prog=prog,
         description="Record one game played by a checkpoint's policy at the game's speed: "
         "MP4 at 60 fps, or GIF at 20 fps (also the fallback when no ffmpeg is installed). "
-        "Needs pongxp[video].",
+        "Needs the video extra.",
     )
     parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
     parser.add_argument(
@@ -408,8 +408,8 @@ def _video(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": ("train the agent", train_main),
     "evaluate": ("play games from a checkpoint: score and win rate", evaluate_main),
-    "plot": ("learning curves from metrics logs to PNG (pongxp[plot])", plot_main),
-    "video": ("MP4/GIF of the agent playing (pongxp[video])", video_main),
+    "plot": ("learning curves from metrics logs to an image (plot extra)", plot_main),
+    "video": ("MP4/GIF of the agent playing (video extra)", video_main),
 }
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from pongxp.checkpoint import check_writable
 from pongxp.config import TrainConfig, check_number
-from pongxp.extras import require
+from pongxp.extras import install_hint, require
 from pongxp.preprocess import BOTTOM, TOP
 from pongxp.rollout import Actor, EpisodeStats
 
@@ -235,7 +235,7 @@ def choose_format(output: Path) -> tuple[str, Path, str | None]:
         gif = output.with_suffix(".gif")
         note = (
             f"no MP4 encoder ({reason}); writing GIF {gif} instead; "
-            "pip install 'pongxp[video]' for MP4"
+            f"for MP4: {install_hint('video')}"
         )
         return "gif", gif, note
     return "mp4", output, None

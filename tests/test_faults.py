@@ -548,8 +548,8 @@ def test_gpu_without_cupy_says_how_to_install_it(tmp_path: Path) -> None:
     result = run(argv)
     line = error_line(result)
     assert result[0] == 2
-    assert line == ("error: --device gpu: CuPy is not installed; pip install 'pongxp[cuda12]' "
-                    "(CUDA 12) or 'pongxp[cuda13]' (CUDA 13)")  # fmt: skip
+    assert line == (f"error: --device gpu: CuPy is not installed; pip install -e '.[cuda12]' "
+                    f"in {ROOT} (CUDA 12.x; cuda13 for CUDA 13.x)")  # fmt: skip
 
 
 def test_out_of_host_memory_is_one_line(tmp_path: Path) -> None:

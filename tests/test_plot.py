@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, run_cli_without, train_small
+from conftest import ROOT, run_cli, run_cli_without, train_small
 from PIL import Image
 
 from pongxp import cli
@@ -91,7 +91,8 @@ def test_missing_matplotlib_names_the_extra(two_runs: list[Path], tmp_path: Path
     proc = run_cli_without("matplotlib", "plot", str(two_runs[0]), "-o", str(out))
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: plotting needs matplotlib, which is not installed; pip install 'pongxp[plot]'"
+        "error: plotting needs matplotlib, which is not installed; "
+        f"pip install -e '.[plot]' in {ROOT}"
     )
     assert not out.exists()
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, run_cli_without
+from conftest import cli_env, run_cli, run_cli_without
 
 from pongxp import checkpoint
 from pongxp.backend import gpu_available
@@ -176,6 +178,29 @@ def test_auto_device_says_what_it_chose(train_cli: Run) -> None:
                    "--checkpoint", "/dev/null/x.npz", "--metrics", "/dev/null/x.jsonl")  # fmt: skip
     expected = "GPU" if gpu_available()[0] else "CPU"
     assert f"on {expected} (" in proc.stdout + proc.stderr
+
+
+def test_auto_device_says_why_an_installed_cupy_is_not_used(tmp_path: Path) -> None:
+    """A CuPy that is installed but cannot load its CUDA libraries (a fake package
+    first on the path, so this runs on GPU machines too)."""
+    fake = tmp_path / "fake" / "cupy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        'raise ImportError("libcudart.so.12: cannot open shared object file")\n'
+    )
+    env = {**cli_env(), "PYTHONPATH": f"{fake.parent}{os.pathsep}{cli_env()['PYTHONPATH']}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pongxp", "train", "--device", "auto", "--episodes", "1",
+         "--checkpoint", "/dev/null/x.npz", "--metrics", "/dev/null/x.jsonl"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr  # stopped by the unwritable paths, after the line
+    assert (
+        " on CPU (NumPy " in proc.stdout
+        and ", float32 (GPU not used: CuPy cannot use a CUDA device "
+        "(libcudart.so.12: cannot open shared object file))"
+        in proc.stdout
+    ), proc.stdout
 
 
 def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import imageio.v2 as imageio
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import run_cli, run_cli_without, unwritable
+from conftest import ROOT, run_cli, run_cli_without, unwritable
 from PIL import Image
 
 from pongxp import checkpoint, cli
@@ -95,7 +95,7 @@ def test_gif_fallback_without_ffmpeg(small_checkpoint: Path, tmp_path: Path) -> 
     asked = tmp_path / "play.mp4"
     proc = run_cli_without("imageio_ffmpeg", "video", str(small_checkpoint), "-o", str(asked))
     assert proc.returncode == 0, proc.stderr
-    assert "pip install 'pongxp[video]'" in proc.stderr
+    assert f"for MP4: pip install -e '.[video]' in {ROOT}" in proc.stderr
     assert not asked.exists()
     expected = emulator_frames(load_actor(small_checkpoint, seed=0)[0])
     _, total_ms, _ = gif_frames(asked.with_suffix(".gif"))
@@ -107,7 +107,7 @@ def test_missing_imageio_names_the_extra(small_checkpoint: Path, tmp_path: Path)
     proc = run_cli_without("imageio", "video", str(small_checkpoint), "-o", out)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: video needs imageio, which is not installed; pip install 'pongxp[video]'"
+        f"error: video needs imageio, which is not installed; pip install -e '.[video]' in {ROOT}"
     )
 
 
