@@ -135,6 +135,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
 
     actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
     training = False  # whether the weights are made and batches have begun
+    latest: _Latest | None = None
     try:
         if resumed is None:
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
@@ -164,6 +165,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             state = latest.state
             with _signals_ignored():  # we are exiting anyway
                 _save(cfg, state, backend)
+                latest.saved = True
                 say(
                     f"interrupted: saved episode {state.episode} to {cfg.checkpoint}; "
                     f"continue with --resume {cfg.checkpoint}"
@@ -174,6 +176,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
                 metrics.close()
         _save(cfg, state, backend)
+        latest.saved = True
         say(
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
             f"checkpoint {cfg.checkpoint}"
@@ -183,6 +186,11 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last episode)")
         return state
     except Exception as exc:
+        if resumed is None and latest is not None and not latest.saved:
+            # A fresh run that dies before its first checkpoint leaves nothing to
+            # resume, so its log must not make the rerun ask for --overwrite.
+            with contextlib.suppress(OSError):
+                os.unlink(cfg.metrics)
         out_of_memory = backend.out_of_memory(exc, _memory_tips(cfg, training))
         if out_of_memory is None:
             raise
@@ -240,9 +248,12 @@ def _refuse_overwrite(cfg: TrainConfig) -> None:
             "or add --overwrite to start a new run over it"
         )
     if os.path.isfile(cfg.metrics) and os.path.getsize(cfg.metrics) > 0:
+        # Without its checkpoint the log is of another run (another --checkpoint)
+        # or of one killed before its first save; only the user knows which.
         raise ConfigError(
-            f"metrics log {cfg.metrics} already exists; choose another --metrics, "
-            "or add --overwrite to start a new run over it"
+            f"metrics log {cfg.metrics} already exists but {cfg.checkpoint} does not "
+            "(a run killed before its first save, or another run's log); choose another "
+            "--metrics, or add --overwrite to start a new run over it"
         )
 
 
@@ -343,4 +354,9 @@ def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> N
         config=replace(cfg, resume=None),
         streams=state.streams,
     )
-    checkpoint.save(cfg.checkpoint, ckpt, keep=cfg.keep)
+    try:
+        checkpoint.save(cfg.checkpoint, ckpt, keep=cfg.keep)
+    except checkpoint.CheckpointError as exc:
+        # A save that fails while training (disk full, say) ends the run: exit 3,
+        # as any failure during training; a bad path is found before work (exit 2).
+        raise TrainingError(str(exc)) from exc

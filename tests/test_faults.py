@@ -331,7 +331,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(resumable: Path) -
     resumable.with_name(f".{resumable.name}.tmp-{proc.pid}").symlink_to("/dev/full")
     result = finish(proc)
     line = error_line(result)
-    assert result[0] == 2
+    assert result[0] == 3  # training failed (2 is for bad input found before any work)
     assert f"cannot write checkpoint {resumable}: No space left on device" in line
     assert "the previous checkpoint is unchanged" in line
     assert resumable.read_bytes() == before
@@ -351,7 +351,7 @@ def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(resumable: P
                       "--resume", str(resumable))  # fmt: skip
     result = run(argv, preexec_fn=_limit_file_size)
     line = error_line(result)
-    assert result[0] == 2
+    assert result[0] == 3
     assert f"cannot write checkpoint {resumable}: File too large" in line
     assert resumable.read_bytes() == before
     assert temp_files(resumable) == []
@@ -377,7 +377,7 @@ def test_directory_turning_read_only_keeps_the_previous_checkpoint(tmp_path: Pat
         before = ckpt.read_bytes()  # no rename can replace it from here on
         result = finish(proc)
     line = error_line(result)
-    assert result[0] == 2
+    assert result[0] == 3
     assert f"cannot write checkpoint {ckpt}:" in line
     assert "Permission denied" in line or "Operation not permitted" in line
     assert ckpt.read_bytes() == before
@@ -450,6 +450,35 @@ def test_exploding_learning_rate_stops_and_keeps_the_last_good_checkpoint(
     assert f"{resumable} (episode 2) is unchanged" in line
     assert resumable.read_bytes() == before
     assert temp_files(resumable) == []
+
+
+def test_a_run_that_dies_before_its_first_checkpoint_leaves_no_log_to_refuse(
+    tmp_path: Path,
+) -> None:
+    """Nothing can resume it, so its log must not make the rerun ask for --overwrite."""
+    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    died = run(train_argv(ckpt, *FAST, "--episodes", "3", "--lr", "1e300"))
+    assert died[0] == 3 and "no checkpoint had been written yet" in error_line(died)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    again = run(train_argv(ckpt, *FAST, "--episodes", "1"))  # no --overwrite needed
+    assert again[0] == 0, again[2]
+    assert checkpoint.load(ckpt).episode == 1 and logged(metrics) == 1
+
+
+def test_a_log_without_its_checkpoint_is_refused_with_the_likely_reasons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """E.g. left by a kill -9 before the first save: only the user knows whose it is."""
+    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    metrics.write_text('{"episode": 1}\n')
+    code = cli.train_main(["--checkpoint", str(ckpt), "--metrics", str(metrics), *FAST])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: metrics log {metrics} already exists but {ckpt} does not (a run killed "
+        "before its first save, or another run's log); choose another --metrics, or add "
+        "--overwrite to start a new run over it\n"
+    )
+    assert metrics.read_text() == '{"episode": 1}\n'
 
 
 def test_overflowing_optimizer_state_is_caught_before_it_is_saved(
