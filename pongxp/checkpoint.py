@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import time
 import zipfile
 import zlib
@@ -84,7 +85,8 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
     """Write ``ckpt`` to ``path`` atomically; with keep > 1 also keep history.
 
     History copies are ``<stem>.ep<episode>.npz`` beside ``path``; the newest
-    ``keep`` of them are kept (``path`` always holds the latest).
+    ``keep`` of them are kept (``path`` always holds the latest), and older
+    ones are deleted, also those of an earlier, larger ``keep`` (keep 1: all).
 
     Raises:
         CheckpointError: the directory cannot be written (full, read-only, ...);
@@ -104,22 +106,25 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
         arrays[name] = np.asarray(ckpt.params[name])
         arrays[f"cache_{name}"] = np.asarray(ckpt.cache[name])
     _write_atomically(path, arrays)
-    if keep > 1:
-        _keep_history(path, ckpt.episode, keep)
+    _keep_history(path, ckpt.episode, keep)
     return path
 
 
-def _temp_name(path: Path, pid: int) -> Path:
-    # Hidden and with a different suffix, so neither ``load`` of the real name
-    # nor ``history_paths`` can ever pick up a half-written file.
+def temp_name(path: Path, pid: int) -> Path:
+    """Where process ``pid`` writes ``path`` before renaming it into place.
+
+    Hidden and with a different suffix, so neither ``load`` of the real name
+    nor ``history_paths`` can ever pick up a half-written file.
+    """
     return path.with_name(f".{path.name}.tmp-{pid}")
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temporary files left by writers of ``path`` that were killed.
+def remove_stale_temps(path: Path) -> None:
+    """Delete temporary files (``temp_name``) left by writers of ``path`` that
+    were killed.
 
     Only files whose writer process no longer exists are removed, so a
-    ``kill -9`` during a save cannot slowly fill the disk.
+    ``kill -9`` during a write cannot slowly fill the disk.
     """
     prefix = f".{path.name}.tmp-"
     with contextlib.suppress(OSError):
@@ -150,11 +155,11 @@ def _test_delay() -> float:
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = _temp_name(path, os.getpid())
+    tmp = temp_name(path, os.getpid())
     delay = _test_delay()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(path)
+        remove_stale_temps(path)
         with open(tmp, "wb") as f:
             if delay:
                 time.sleep(delay / 2)  # test hook: an empty temp file exists
@@ -238,17 +243,36 @@ def history_paths(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def _keep_history(path: Path, episode: int, keep: int) -> None:
+    """Add ``path`` (just written) to its history if ``keep`` > 1, then delete
+    all but the newest ``keep`` history copies (keep 1: every one)."""
     snapshot = path.with_name(f"{path.stem}.ep{episode:08d}{path.suffix}")
     try:
-        with contextlib.suppress(FileNotFoundError):
-            snapshot.unlink()
-        os.link(path, snapshot)  # the same bytes, no second write
-        for old in history_paths(path)[:-keep]:
+        if keep > 1:
+            with contextlib.suppress(FileNotFoundError):
+                snapshot.unlink()
+            try:
+                os.link(path, snapshot)  # the same bytes, no second write
+            except OSError:  # a filesystem without hard links (FAT, some network mounts)
+                _copy_atomically(path, snapshot)
+        history = history_paths(path)
+        for old in history if keep == 1 else history[:-keep]:
             old.unlink()
     except OSError as exc:
         raise CheckpointError(
-            f"saved {path} but cannot keep history {snapshot.name}: {exc.strerror}"
+            f"saved {path} but cannot keep history {snapshot.name}: {exc.strerror or exc}"
         ) from exc
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    tmp = temp_name(target, os.getpid())
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def load(
@@ -280,8 +304,9 @@ def load(
 def _newest_good_history(path: Path, hidden: int | None) -> Path | None:
     """The newest ``--keep`` history file of ``path`` that loads, if any.
 
-    The newest history file is a hard link to ``path`` itself (the same bytes),
-    so it is skipped when ``path`` is bad for the same reason.
+    The newest history file is a hard link to ``path`` itself (the same bytes;
+    a copy where the filesystem has no hard links), so it is skipped when
+    ``path`` is bad for the same reason.
     """
     for candidate in reversed(history_paths(path)):
         try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any, TextIO
+
+from pongxp.checkpoint import remove_stale_temps, temp_name
 
 
 class MetricsLog:
@@ -20,11 +23,18 @@ class MetricsLog:
         """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.path)  # of a rewrite below that was killed
         if keep_until is not None and self.path.exists():
             kept = [r for r in read(self.path) if r.get("episode", 0) <= keep_until]
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
+            # Rewritten under another name and renamed, so a kill leaves the old
+            # log or the new one, never half of it.
+            tmp = temp_name(self.path, os.getpid())
+            try:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+                os.replace(tmp, self.path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
         elif keep_until is None:
             self.path.write_text("")  # a fresh run starts a fresh log
         self._file: TextIO = open(self.path, "a")  # noqa: SIM115 - closed in close()

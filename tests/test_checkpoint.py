@@ -9,6 +9,7 @@ the file and leave it byte-for-byte as it was. The process-level faults
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import pickle
@@ -22,6 +23,8 @@ import pytest
 
 from pongxp import checkpoint, cli
 from pongxp.checkpoint import CheckpointError
+from pongxp.metrics import MetricsLog
+from pongxp.metrics import read as read_metrics
 
 # A file that must never appear: the payloads below would create it if any
 # byte of them were unpickled.
@@ -280,6 +283,59 @@ def test_keep_holds_the_newest_k(small_checkpoint: Path, tmp_path: Path) -> None
         "run.ep00000006.npz",
     ]
     assert [checkpoint.load(p).episode for p in checkpoint.history_paths(path)] == [4, 5, 6]
+
+
+def test_lowering_keep_prunes_the_older_copies(small_checkpoint: Path, tmp_path: Path) -> None:
+    path = tmp_path / "run.npz"
+    ckpt = checkpoint.load(small_checkpoint)
+    for episode, keep in ((1, 3), (2, 3), (3, 3), (4, 2)):
+        ckpt.episode = episode
+        checkpoint.save(path, ckpt, keep=keep)
+    assert [p.name for p in checkpoint.history_paths(path)] == [
+        "run.ep00000003.npz",
+        "run.ep00000004.npz",
+    ]
+    ckpt.episode = 5
+    checkpoint.save(path, ckpt, keep=1)  # keep 1: the checkpoint alone
+    assert checkpoint.history_paths(path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
+    assert checkpoint.load(path).episode == 5
+
+
+def test_keep_works_without_hard_links(
+    small_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on FAT or some network filesystems, where link() fails with EPERM."""
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    path = tmp_path / "run.npz"
+    ckpt = checkpoint.load(small_checkpoint)
+    for episode in range(1, 5):
+        ckpt.episode = episode
+        checkpoint.save(path, ckpt, keep=3)
+    kept = checkpoint.history_paths(path)
+    assert [checkpoint.load(p).episode for p in kept] == [2, 3, 4]
+    assert kept[-1].read_bytes() == path.read_bytes()  # a copy of the newest
+    assert not kept[-1].samefile(path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_metrics_rewrite_on_resume_clears_temp_files_of_killed_runs(tmp_path: Path) -> None:
+    """A kill during the rewrite leaves its temp file; the next run removes it."""
+    log = tmp_path / "run.jsonl"
+    log.write_text("".join(json.dumps({"episode": e}) + "\n" for e in (1, 2, 3)))
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid now names no process, like a killed writer's
+    dead = tmp_path / f".run.jsonl.tmp-{finished.pid}"
+    alive = tmp_path / f".run.jsonl.tmp-{os.getppid()}"  # another live writer's: kept
+    for temp in (dead, alive):
+        temp.write_text('{"episode": 1}\n')
+    MetricsLog(log, keep_until=2).close()
+    assert [r["episode"] for r in read_metrics(log)] == [1, 2]
+    assert sorted(tmp_path.iterdir()) == sorted([log, alive])
 
 
 def test_a_bad_checkpoint_names_the_newest_kept_one_that_loads(
