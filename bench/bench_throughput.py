@@ -55,7 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
 
-from pongxp.config import INPUT_SIZE, TrainConfig
+from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig, check_number
 from pongxp.policy import init_params
 from pongxp.rollout import DOWN, UP, Actor, make_env
 from pongxp.trainer import train
@@ -500,6 +500,29 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a bad number in one line before minutes of measuring."""
+    try:
+        for flag, value in (
+            ("--rounds", args.rounds),
+            ("--episodes", args.episodes),
+            ("--batch-size", args.batch_size),
+            ("--breakdown-steps", args.breakdown_steps),
+            *(("--num-envs", n) for n in args.num_envs),
+        ):
+            check_number(flag, value, 1)
+        check_number(
+            "--batches",
+            args.batches,
+            2,
+            note=" (training's CPU time per step is the difference of a 1-batch run and "
+            "a --batches run)",
+        )
+        check_number("--bare-seconds", args.bare_seconds, 0, integer=False, above=True)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-id", default=TrainConfig().env_id)
@@ -515,6 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=machine.RESULTS)
     parser.add_argument("--name", default="throughput", help="results file stem")
     args = parser.parse_args(argv)
+    check_flags(parser, args)
 
     info = machine.describe()
     print(machine.markdown_header(info, "Throughput benchmark"), flush=True)
