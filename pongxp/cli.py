@@ -131,7 +131,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help=f"checkpoints to keep, the newest as --checkpoint and all as "
-        f"<name>.ep<N>.npz when > 1 (default {d.keep})",
+        f"<name>.ep<N>.npz when > 1; lowering it deletes the older copies (default {d.keep})",
     )
     run.add_argument(
         "--resume",
