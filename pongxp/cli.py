@@ -356,7 +356,7 @@ def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") ->
         "-o",
         "--output",
         default=None,
-        help="a .mp4 or .gif file (default: the checkpoint's name with .mp4)",
+        help="a .mp4 or .gif file (default: runs/<checkpoint name>.mp4)",
     )
     parser.add_argument(
         "--show-input",
@@ -405,11 +405,49 @@ def _video(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_main(argv: Sequence[str] | None = None, prog: str = "pongxp export") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Write a training checkpoint's policy alone to an agent file: float32 "
+        "W1 (H, 6400) and W2 (H,), the settings, and a note on how to play them (about "
+        "5 MB at H = 200). evaluate and video take it like a checkpoint, and any program "
+        "that reads W1 and W2 from the .npz can play with it; it cannot be resumed.",
+    )
+    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("output", help="the agent file to write, ending in .npz")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _export(args))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pongxp import checkpoint
+    from pongxp.config import ConfigError
+
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise ConfigError(f"the agent file must end in .npz, got {out}")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} already exists; add --overwrite to replace it")
+    checkpoint.check_writable(out, "agent file")
+    ckpt = checkpoint.load(args.checkpoint)
+    checkpoint.save_agent(out, ckpt)
+    w1 = ckpt.params["W1"]
+    print(
+        f"wrote {out}: W1 {w1.shape[0]}x{w1.shape[1]} and W2 float32, "
+        f"{out.stat().st_size / 1e6:.1f} MB, trained {ckpt.episode} episodes"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": ("train the agent", train_main),
     "evaluate": ("play games from a checkpoint: score and win rate", evaluate_main),
     "plot": ("learning curves from metrics logs to an image (plot extra)", plot_main),
     "video": ("MP4/GIF of the agent playing (video extra)", video_main),
+    "export": ("a checkpoint's weights alone, as a small agent file", export_main),
 }
 
 

@@ -392,7 +392,7 @@ def record_checkpoint(
     """Video of one episode played by a checkpoint's policy.
 
     Args:
-        output: ``.mp4`` or ``.gif``; default the checkpoint's path with ``.mp4``.
+        output: ``.mp4`` or ``.gif``; default ``runs/<checkpoint stem>.mp4``.
         seed: seeds the emulator and the action sampler (same seed, same game).
         env_id: play this env instead of the checkpoint's.
         options: ``greedy``, ``show_input``, ``scale``, ``max_seconds``, ``say``
@@ -406,7 +406,11 @@ def record_checkpoint(
 
     check_number("--seed", seed, 0)
     check_options(options.get("scale"), options.get("max_seconds"))
-    output = Path(output) if output is not None else Path(checkpoint_path).with_suffix(".mp4")
+    # Into runs/, like every default output: a tracked folder such as pretrained/
+    # should not fill up with videos.
+    output = (
+        Path(output) if output is not None else Path("runs", Path(checkpoint_path).stem + ".mp4")
+    )
     _, path, _ = choose_format(output)  # a missing extra or bad name fails here
     check_writable(path, "video", VideoError)
     actor, _ = load_actor(checkpoint_path, seed, env_id)
