@@ -35,7 +35,7 @@ from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
 from pongxp.update import all_finite, apply_update
-from pongxp.workers import ActorPool, fit_streams, fresh_streams
+from pongxp.workers import ActorPool, RolloutError, fit_streams, fresh_streams
 
 
 class TrainingError(RuntimeError):
@@ -159,6 +159,13 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
                     f"continue with --resume {cfg.checkpoint}"
                 )
             raise
+        except RolloutError as exc:  # the actors are lost; what is committed is not
+            state = latest.state
+            _save(cfg, state, backend)
+            raise TrainingError(
+                f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; "
+                f"continue with --resume {cfg.checkpoint}"
+            ) from exc
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
