@@ -35,7 +35,7 @@ from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
 from pongxp.update import all_finite, apply_update
-from pongxp.workers import ActorPool, RolloutError, fit_streams, fresh_streams
+from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_streams
 
 
 class TrainingError(RuntimeError):
@@ -117,15 +117,16 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
-    num_actors, note = cfg.actors()
-    say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors} actors")
-    if note:
-        say(note)
     # Fail on an unwritable path now, not at the first save an interval later.
     checkpoint.check_writable(cfg.checkpoint, "checkpoint")
     checkpoint.check_writable(cfg.metrics, "metrics log")
 
-    actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
+    actors, note = _open_pool(cfg, say)
+    num_actors = actors.num_actors
+    kind = " Ray" if cfg.actors == "ray" else ""
+    say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors}{kind} actors")
+    if note:
+        say(note)
     try:
         if resumed is None:
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
@@ -189,6 +190,27 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
         progress.close()
 
 
+def _open_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
+    """The rollout actors ``cfg.actors`` asks for, and a note on their number.
+
+    Raises:
+        MissingExtraError (no Ray), ConfigError (bad --ray-address),
+        TrainingError (the actors did not start).
+    """
+    if cfg.actors != "ray":
+        num_actors, note = cfg.num_actors()
+        return ActorPool(cfg.env_id, num_actors, cfg.dtype), note
+    from pongxp.extras import require
+
+    require("ray", "ray", "--actors ray")
+    from pongxp.ray_pool import open_ray_pool  # Ray stays optional
+
+    try:
+        return open_ray_pool(cfg, say)
+    except RolloutError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
 def _refuse_overwrite(cfg: TrainConfig) -> None:
     """A new run must not silently replace the files of an earlier one.
 
@@ -215,7 +237,7 @@ def _refuse_overwrite(cfg: TrainConfig) -> None:
 def _loop(
     cfg: TrainConfig,
     backend: backend_mod.Backend,
-    actors: ActorPool,
+    actors: Pool,
     latest: _Latest,
     metrics: MetricsLog,
     progress: Progress,

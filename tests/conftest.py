@@ -1,11 +1,13 @@
-"""Shared fixtures: running the real CLI, and a small real checkpoint."""
+"""Shared fixtures: running the real CLI, a small real checkpoint, a local Ray instance."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,22 @@ def train_small(out: Path, name: str, *flags: str) -> Path:
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint after 2 episodes (batch size 1, hidden 16), made once per session."""
     return train_small(tmp_path_factory.mktemp("ckpt"), "small", "--episodes", "2")
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """One local Ray instance (4 CPUs) for all Ray tests, started once; its address.
+
+    This process is its first driver (tests use ``ray.kill`` and named actors
+    from here); training runs join it with ``--ray-address``. Skipped only
+    where Ray cannot be imported (it comes with the ``test`` extra).
+    """
+    ray = pytest.importorskip("ray")
+    sigterm = signal.getsignal(signal.SIGTERM)
+    # (ray.init also sets RAY_AUTH_MODE=token here, which the runs that join need.)
+    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    signal.signal(signal.SIGTERM, sigterm)  # ray.init's would exit pytest on SIGTERM
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
