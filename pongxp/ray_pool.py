@@ -115,8 +115,16 @@ def open_ray_pool(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[RayActo
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # Ray's many reasons (version mismatch, auth, ...), in one line
+            # Recent Rays' `ray start` turns token authentication on, and a driver
+            # given an address only uses a token when told to.
+            hint = (
+                "; if the cluster uses token authentication, set RAY_AUTH_MODE=token "
+                "(token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                if "RAY_AUTH_MODE" not in os.environ
+                else ""
+            )
             raise ConfigError(
-                f"cannot join the Ray cluster at {address}: {_last_line(exc)}"
+                f"cannot join the Ray cluster at {address}: {_last_line(exc)}{hint}"
             ) from exc
         try:
             num_actors, note = _cluster_actors(cfg, f"the Ray cluster at {address}")
