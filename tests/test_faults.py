@@ -233,8 +233,9 @@ def _gone(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_kill_9_with_worker_processes_leaves_no_orphans(tmp_path: Path) -> None:
     ckpt = tmp_path / "run.npz"
-    proc = start(train_argv(ckpt, *FAST, "--episodes", "100", "--num-envs", "2",
-                            "--checkpoint-every", "2"))  # fmt: skip
+    # Batch size 2: actors are capped at the batch size, and FAST's 1 would leave none.
+    proc = start(train_argv(ckpt, *FAST, "--batch-size", "2", "--episodes", "100",
+                            "--num-envs", "2", "--checkpoint-every", "2"))  # fmt: skip
     wait_for(ckpt.exists, proc)
     workers = _children(proc.pid)
     assert len(workers) >= 2
