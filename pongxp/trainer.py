@@ -117,16 +117,29 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
-    # Fail on an unwritable path now, not at the first save an interval later.
-    checkpoint.check_writable(cfg.checkpoint, "checkpoint")
-    checkpoint.check_writable(cfg.metrics, "metrics log")
 
-    actors, note = _open_pool(cfg, say)
+    def announce(num_actors: int, note: str) -> None:
+        kind = " Ray" if cfg.actors == "ray" else ""
+        say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors}{kind} actors")
+        if note:
+            say(note)
+
+    def check_paths() -> None:
+        # Fail on an unwritable path now, not at the first save an interval later.
+        checkpoint.check_writable(cfg.checkpoint, "checkpoint")
+        checkpoint.check_writable(cfg.metrics, "metrics log")
+
+    actors: Pool
+    if cfg.actors == "ray":  # on a cluster, the number of actors is known once joined
+        check_paths()
+        actors, note = _open_ray_pool(cfg, say)
+        announce(actors.num_actors, note)
+    else:
+        num_actors, note = cfg.num_actors()
+        announce(num_actors, note)
+        check_paths()
+        actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
     num_actors = actors.num_actors
-    kind = " Ray" if cfg.actors == "ray" else ""
-    say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors}{kind} actors")
-    if note:
-        say(note)
     try:
         if resumed is None:
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
@@ -190,16 +203,13 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
         progress.close()
 
 
-def _open_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
-    """The rollout actors ``cfg.actors`` asks for, and a note on their number.
+def _open_ray_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
+    """Ray rollout actors as ``cfg`` says, and a note on their number.
 
     Raises:
         MissingExtraError (no Ray), ConfigError (bad --ray-address),
         TrainingError (the actors did not start).
     """
-    if cfg.actors != "ray":
-        num_actors, note = cfg.num_actors()
-        return ActorPool(cfg.env_id, num_actors, cfg.dtype), note
     from pongxp.extras import require
 
     require("ray", "ray", "--actors ray")
