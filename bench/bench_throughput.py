@@ -241,9 +241,21 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _train(args: argparse.Namespace, num_envs: int, seed: int, batches: int, tmp: Path) -> Any:
-    name = f"bench-{num_envs}-{seed}-{batches}"
+def _train(
+    args: argparse.Namespace,
+    num_envs: int,
+    seed: int,
+    batches: int,
+    tmp: Path,
+    actors: str = "processes",
+) -> Any:
+    """A CPU training run of ``batches`` batches, quiet; its final committed state.
+
+    ``actors="ray"`` needs Ray initialised by the caller (the run uses it as is).
+    """
+    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
     cfg = TrainConfig(
+        actors=actors,
         env_id=args.env_id,
         num_envs=num_envs,
         episodes=batches * args.batch_size,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from pongxp.config import DEVICES, DTYPES, PRESETS, TrainConfig
+from pongxp.config import ACTORS, DEVICES, DTYPES, PRESETS, TrainConfig
 
 DEFAULTS = TrainConfig()
 _FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
@@ -97,6 +97,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="rollout actors, one emulator process each; auto = the cores this process may "
         "use (os.sched_getaffinity), at most --batch-size. The episodes played do not "
         f"depend on it, only the speed (default {d.num_envs})",
+    )
+    env.add_argument(
+        "--actors",
+        choices=ACTORS,
+        default=None,
+        help="where the rollout actors run: processes on this machine, or ray actors "
+        "(needs pongxp[ray]) on a local Ray instance or the cluster at --ray-address; "
+        f"the episodes are the same (default {d.actors})",
+    )
+    env.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        default=None,
+        help="join the Ray cluster whose head is at ADDRESS (HOST:PORT, as `ray start "
+        "--head` prints it; or auto), with --actors ray; --num-envs auto then starts "
+        "one actor per cluster CPU. Default: $RAY_ADDRESS if set, else a local Ray "
+        "instance for this run",
     )
     dev = parser.add_argument_group("device")
     dev.add_argument(

@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,10 @@ from typing import Any
 INPUT_SIZE = 6400
 
 DEVICES = ("cpu", "gpu", "auto")
+ACTORS = ("processes", "ray")
+#: What ``ray.init(address=...)`` takes for an existing cluster: the head's GCS
+#: address (``ray start --head`` prints it), a Ray Client address, or auto.
+_RAY_ADDRESS = re.compile(r"auto|(ray://)?[^\s/]+:\d{1,5}")
 #: More rollout processes than this is surely a typo (each holds an emulator).
 MAX_NUM_ENVS = 512
 
@@ -110,6 +115,10 @@ class TrainConfig:
     # Rollout actors (one process each); "auto" = the usable cores. Episodes do not
     # depend on it (workers.py), so it only changes speed.
     num_envs: int | str = "auto"
+    # Where the actors run: "processes" on this machine, or "ray" actors on a local
+    # Ray instance or, with ray_address, an existing cluster (ray_pool.py).
+    actors: str = "processes"
+    ray_address: str | None = None
     # Run
     episodes: int = 10_000  # total episodes (including those before a resume)
     device: str = "auto"
@@ -155,6 +164,7 @@ class TrainConfig:
         check_number("--lr", self.learning_rate, 0, integer=False, above=True)
         for name, value in (("gamma", self.gamma), ("decay-rate", self.decay_rate)):
             check_number(f"--{name}", value, 0, 1, integer=False, above=True)
+        self._check_actors()
         if self.device not in DEVICES:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
@@ -166,13 +176,14 @@ class TrainConfig:
         check_number("--video-every", self.video_every, 0, note=" (0: off)")
         return self
 
-    def actors(self) -> tuple[int, str]:
+    def num_actors(self, cores: int | None = None, where: str = "usable cores") -> tuple[int, str]:
         """How many rollout actors to start, and a note when that is not ``num_envs``.
 
-        ``auto`` takes the usable cores. Never more than ``batch_size``: a batch
-        has that many episodes, so further actors could only wait.
+        ``auto`` takes ``cores`` (default: this process's usable cores; a Ray
+        cluster's CPUs for actors there). Never more than ``batch_size``: a
+        batch has that many episodes, so further actors could only wait.
         """
-        cores = usable_cores()
+        cores = usable_cores() if cores is None else cores
         if self.num_envs == "auto":
             return min(cores, self.batch_size), ""
         wanted = int(self.num_envs)
@@ -183,10 +194,22 @@ class TrainConfig:
             )
         if wanted > cores:
             return wanted, (
-                f"note: {wanted} actors share {cores} usable cores; "
-                "--num-envs auto starts one per core"
+                f"note: {wanted} actors share {cores} {where}; --num-envs auto starts one per core"
             )
         return wanted, ""
+
+    def _check_actors(self) -> None:
+        if self.actors not in ACTORS:
+            raise ConfigError(f"--actors must be one of {', '.join(ACTORS)}, got {self.actors!r}")
+        if self.ray_address is None:
+            return
+        if self.actors != "ray":
+            raise ConfigError("--ray-address is for Ray actors; add --actors ray")
+        if not isinstance(self.ray_address, str) or not _RAY_ADDRESS.fullmatch(self.ray_address):
+            raise ConfigError(
+                "--ray-address must be HOST:PORT (the address `ray start --head` prints), "
+                f"ray://HOST:PORT or auto, got {self.ray_address!r}"
+            )
 
     def _check_paths(self) -> None:
         # Writing the metrics log over the checkpoint (or the file being resumed)

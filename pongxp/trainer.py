@@ -35,7 +35,7 @@ from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
 from pongxp.update import all_finite, apply_update
-from pongxp.workers import ActorPool, fit_streams, fresh_streams
+from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_streams
 
 
 class TrainingError(RuntimeError):
@@ -125,15 +125,29 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
-    num_actors, note = cfg.actors()
-    say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors} actors")
-    if note:
-        say(note)
-    # Fail on an unwritable path now, not at the first save an interval later.
-    checkpoint.check_writable(cfg.checkpoint, "checkpoint")
-    checkpoint.check_writable(cfg.metrics, "metrics log")
 
-    actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
+    def announce(num_actors: int, note: str) -> None:
+        kind = " Ray" if cfg.actors == "ray" else ""
+        say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors}{kind} actors")
+        if note:
+            say(note)
+
+    def check_paths() -> None:
+        # Fail on an unwritable path now, not at the first save an interval later.
+        checkpoint.check_writable(cfg.checkpoint, "checkpoint")
+        checkpoint.check_writable(cfg.metrics, "metrics log")
+
+    actors: Pool
+    if cfg.actors == "ray":  # on a cluster, the number of actors is known once joined
+        check_paths()
+        actors, note = _open_ray_pool(cfg, say)
+        announce(actors.num_actors, note)
+    else:
+        num_actors, note = cfg.num_actors()
+        announce(num_actors, note)
+        check_paths()
+        actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
+    num_actors = actors.num_actors
     training = False  # whether the weights are made and batches have begun
     latest: _Latest | None = None
     try:
@@ -171,6 +185,13 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
                     f"continue with --resume {cfg.checkpoint}"
                 )
             raise
+        except RolloutError as exc:  # the actors are lost; what is committed is not
+            state = latest.state
+            _save(cfg, state, backend)
+            raise TrainingError(
+                f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; "
+                f"continue with --resume {cfg.checkpoint}"
+            ) from exc
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
@@ -231,6 +252,24 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.3g} {units[step]}"
 
 
+def _open_ray_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
+    """Ray rollout actors as ``cfg`` says, and a note on their number.
+
+    Raises:
+        MissingExtraError (no Ray), ConfigError (bad --ray-address),
+        TrainingError (the actors did not start).
+    """
+    from pongxp.extras import require
+
+    require("ray", "ray", "--actors ray")
+    from pongxp.ray_pool import open_ray_pool  # Ray stays optional
+
+    try:
+        return open_ray_pool(cfg, say)
+    except RolloutError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
 def _refuse_overwrite(cfg: TrainConfig) -> None:
     """A new run must not silently replace the files of an earlier one.
 
@@ -260,7 +299,7 @@ def _refuse_overwrite(cfg: TrainConfig) -> None:
 def _loop(
     cfg: TrainConfig,
     backend: backend_mod.Backend,
-    actors: ActorPool,
+    actors: Pool,
     latest: _Latest,
     metrics: MetricsLog,
     progress: Progress,

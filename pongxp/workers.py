@@ -17,7 +17,8 @@ Only ``batch_size`` slots exist, so at most that many actors can be busy.
 With one actor it runs in this process; with more, each lives in a spawned
 worker process that receives the weights once per batch, one slot's stream at
 a time, and sends back the whole episode (a few hundred KB) and the stream's
-new state.
+new state. ``ray_pool.RayActorPool`` does the same with Ray actors (``Pool``
+is the interface both have).
 
 Why processes and not ale-py's ``AtariVectorEnv``: the vector env only has a
 fixed frameskip, so it cannot run the default ``Pong-v0`` (frameskip drawn
@@ -36,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,6 +47,27 @@ from pongxp.rollout import Actor, EpisodeStats
 Stream = dict[str, Any]
 _SLOT_TAG = 0x736C6F74  # keeps these seeds apart from other (seed, ...) hashes
 Played = tuple[HostBatch, EpisodeStats, Stream]
+
+
+class RolloutError(RuntimeError):
+    """The actors cannot go on playing (a worker died, or could not be replaced)."""
+
+
+class Pool(Protocol):
+    """What the trainer needs of a set of rollout actors (``ActorPool``, ``RayActorPool``)."""
+
+    num_actors: int
+    busy_seconds: float
+    wall_seconds: float
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def set_weights(self, w1: np.ndarray, w2: np.ndarray) -> None: ...
+
+    def play(self, streams: list[Stream]) -> Iterator[Played]: ...
+
+    def close(self) -> None: ...
 
 
 def stream_seed(seed: int, slot: int, episode: int = 0) -> int:
@@ -97,6 +119,13 @@ def _worker(conn: Any, env_id: str, dtype: str) -> None:
             return
 
 
+def _send(conn: Any, message: tuple[str, Any]) -> None:
+    try:
+        conn.send(message)
+    except OSError:  # BrokenPipeError and the like: the worker is gone
+        raise RolloutError("a rollout worker process died; see its error above") from None
+
+
 class ActorPool:
     """``num_actors`` actors that share out the slots of each batch as they free up.
 
@@ -132,7 +161,7 @@ class ActorPool:
         if self._local is not None:
             self._local.set_weights(w1, w2)
         for conn in self._conns:
-            conn.send(("weights", (w1, w2)))
+            _send(conn, ("weights", (w1, w2)))
 
     @property
     def pids(self) -> list[int]:
@@ -175,7 +204,7 @@ class ActorPool:
 
     def _dispatch(self, conn: Any, pending: deque[tuple[int, Stream]]) -> None:
         if pending:
-            conn.send(("play", pending.popleft()))
+            _send(conn, ("play", pending.popleft()))
             self._busy.add(conn)
 
     def close(self) -> None:
@@ -200,7 +229,7 @@ class ActorPool:
         try:
             kind, value = conn.recv()
         except EOFError:
-            raise RuntimeError("a rollout worker process died; see its error above") from None
+            raise RolloutError("a rollout worker process died; see its error above") from None
         if kind != expected:
-            raise RuntimeError(f"rollout worker sent {kind!r}, expected {expected!r}")
+            raise RolloutError(f"rollout worker sent {kind!r}, expected {expected!r}")
         return value

@@ -1,4 +1,4 @@
-"""Shared fixtures: running the real CLI, and a small real checkpoint.
+"""Shared fixtures: running the real CLI, a small real checkpoint, a local Ray instance.
 
 Tests are hermetic: the whole session runs in an empty temporary working
 directory (so a command left at its default paths, e.g. ``runs/pong.npz``,
@@ -9,8 +9,10 @@ and the session fails if anything was written there.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -128,3 +130,22 @@ def unwritable(directory: Path) -> Iterator[None]:
         if immutable:
             subprocess.run(["chattr", "-i", str(directory)], check=True)
         directory.chmod(mode)
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """One local Ray instance (4 CPUs) for all Ray tests, started once; its address.
+
+    This process is its first driver (tests use ``ray.kill`` and named actors
+    from here); training runs join it with ``--ray-address``. Skipped only
+    where Ray cannot be imported (it comes with the ``test`` extra).
+    """
+    ray = pytest.importorskip("ray")
+    sigterm = signal.getsignal(signal.SIGTERM)
+    # (ray.init also sets RAY_AUTH_MODE=token here, which the runs that join need.)
+    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    signal.signal(signal.SIGTERM, sigterm)  # ray.init's would exit pytest on SIGTERM
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

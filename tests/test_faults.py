@@ -249,6 +249,26 @@ def test_kill_9_with_worker_processes_leaves_no_orphans(tmp_path: Path) -> None:
     assert checkpoint.load(ckpt).episode == saved + 2
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_worker_process_killed_mid_run_stops_it_with_one_line(tmp_path: Path) -> None:
+    """The process pool does not replace workers (Ray's does, test_ray.py): the
+    trainer saves what it had committed and says how to go on."""
+    ckpt = tmp_path / "run.npz"
+    proc = start(train_argv(ckpt, *FAST, "--episodes", "100", "--num-envs", "2",
+                            "--batch-size", "2", "--checkpoint-every", "1000"))  # fmt: skip
+    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 2, proc)
+    workers = [p for p in _children(proc.pid)
+               if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    result = finish(proc)
+    line = error_line(result)
+    assert result[0] == 3
+    saved = checkpoint.load(ckpt)
+    assert line == (f"error: a rollout worker process died; see its error above; saved episode "
+                    f"{saved.episode} to {ckpt}; continue with --resume {ckpt}")  # fmt: skip
+
+
 # -- 2. SIGINT and SIGTERM -------------------------------------------------------------
 
 

@@ -1,0 +1,306 @@
+"""Rollouts on Ray actors (GitHub issue 10), on the real emulator and a real local Ray.
+
+The runs join one Ray instance that this test session starts (the
+``ray_address`` fixture), except the Ctrl-C test, which checks that a run's own
+local instance goes away with it. Each compares with ``--actors processes``:
+the same seed must give the same episodes and weights, bit for bit, whatever
+happens to the Ray actors in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli_without
+from test_faults import ALE_BANNER, error_line, finish, logged, start, train_argv, wait_for
+from test_train import records, weights
+
+from pongxp import checkpoint, cli
+
+SMALL = ("--hidden", "16", "--batch-size", "3", "--seed", "2", "--device", "cpu", "--quiet")
+EPISODES = 6  # two batches of three slots; with two actors one plays two slots a batch
+NOTE = "ray: lost the actor given slot"
+
+
+def train(tmp_path: Path, name: str, *flags: str, env: dict[str, str] | None = None) -> str:
+    """A finished training run into tmp_path/name.*; its stdout."""
+    code, out, err = finish(start(train_argv(tmp_path / f"{name}.npz", *SMALL, *flags), env=env))
+    assert code == 0, err
+    return out
+
+
+def assert_same_run(tmp_path: Path, name: str, reference: Path) -> None:
+    """Run ``name`` logged the same episodes and ended with the same weights as ``reference``."""
+    assert records(tmp_path / f"{name}.jsonl") == records(reference.with_suffix(".jsonl"))
+    want = weights(reference)
+    for key, value in weights(tmp_path / f"{name}.npz").items():
+        np.testing.assert_array_equal(value, want[key])
+
+
+@pytest.fixture(scope="module")
+def processes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: EPISODES episodes with two worker processes; its checkpoint."""
+    out = tmp_path_factory.mktemp("processes")
+    train(out, "processes", "--episodes", str(EPISODES), "--num-envs", "2")
+    assert len(records(out / "processes.jsonl")) == EPISODES
+    return out / "processes.npz"
+
+
+def test_ray_actors_play_the_same_run_as_processes(
+    ray_address: str, processes_run: Path, tmp_path: Path
+) -> None:
+    out = train(tmp_path, "ray", "--episodes", str(EPISODES), "--num-envs", "2",
+                "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
+    assert "2 Ray actors" in out and NOTE not in out
+    assert_same_run(tmp_path, "ray", processes_run)
+
+
+def test_half_on_ray_resumed_with_processes_is_exact(
+    ray_address: str, processes_run: Path, tmp_path: Path
+) -> None:
+    train(tmp_path, "split", "--episodes", str(EPISODES // 2), "--num-envs", "2",
+          "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
+    saved = checkpoint.load(tmp_path / "split.npz")
+    assert saved.episode == EPISODES // 2 and saved.config.actors == "ray"
+    # actors and ray_address are run settings: the resume uses processes, 1 actor.
+    out = train(tmp_path, "split", "--resume", str(tmp_path / "split.npz"),
+                "--episodes", str(EPISODES), "--num-envs", "1")  # fmt: skip
+    assert "1 actors" in out and "Ray" not in out
+    assert_same_run(tmp_path, "split", processes_run)
+
+
+def _run_actors(namespaces_before: set[str]) -> list[dict[str, str]]:
+    """The named rollout actors of the one run started after ``namespaces_before``."""
+    import ray
+
+    named = ray.util.list_named_actors(all_namespaces=True)
+    return [
+        a
+        for a in named
+        if a["name"].startswith("pongxp-rollout-") and a["namespace"] not in namespaces_before
+    ]
+
+
+def _kill(actor: dict[str, str]) -> None:
+    import ray
+
+    with contextlib.suppress(ValueError):  # gone already
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+
+
+def _namespaces() -> set[str]:
+    import ray
+
+    return {a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
+
+
+def test_actors_killed_mid_batch_are_replaced_and_the_run_is_unchanged(
+    ray_address: str, processes_run: Path, tmp_path: Path
+) -> None:
+    """Both actors are killed with ray.kill right after the first episode is logged:
+    then one plays slot 1 and the other slot 2 (or has just finished it)."""
+    before = _namespaces()
+    ckpt = tmp_path / "killed.npz"
+    argv = train_argv(ckpt, *SMALL[:-1], "--episodes", str(EPISODES), "--num-envs", "2",
+                      "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
+    proc = start(argv)
+    wait_for(lambda: len(_run_actors(before)) == 2, proc)
+    actors = _run_actors(before)
+    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 1, proc)
+    for actor in actors:
+        _kill(actor)
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert [ln for ln in err.splitlines() if not ln.startswith(ALE_BANNER)] == []
+    lines = out.splitlines()
+    notes = [i for i, ln in enumerate(lines) if ln.startswith(NOTE)]
+    assert len(notes) == 2, out
+    third = next(i for i, ln in enumerate(lines) if ln.startswith("episode      3 "))
+    assert notes[0] < third, "the first replacement should come inside the first batch"
+    assert_same_run(tmp_path, "killed", processes_run)
+
+
+def test_actors_that_keep_dying_stop_the_run_with_one_line(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """Every actor of the run is killed as soon as it shows up, from its first
+    logged episode on: the slot in play loses MAX_DEATHS actors, the run saves
+    what it had committed and stops with one line."""
+    from pongxp.ray_pool import MAX_DEATHS
+
+    before = _namespaces()
+    ckpt = tmp_path / "run.npz"
+    argv = train_argv(ckpt, "--hidden", "16", "--batch-size", "1", "--device", "cpu",
+                      "--quiet", "--episodes", "50", "--checkpoint-every", "1000",
+                      "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
+    proc = start(argv)
+    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 1, proc)
+    done = threading.Event()
+
+    def killer() -> None:
+        while not done.is_set():
+            for actor in _run_actors(before):
+                _kill(actor)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        result = finish(proc)
+    finally:
+        done.set()
+        thread.join()
+    line = error_line(result)
+    assert result[0] == 3, result[2]
+    saved = checkpoint.load(ckpt)
+    assert saved.episode >= 1
+    assert f"Ray actors died {MAX_DEATHS} times playing slot 0 of a batch" in line, line
+    assert re.search(r"\(last: \w*Actor\w*Error: ", line), line
+    assert line.endswith(f"saved episode {saved.episode} to {ckpt}; continue with --resume {ckpt}")
+
+
+def _descendants(pid: int) -> set[int]:
+    found, stack = set(), [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            found.update(kids)
+            stack.extend(kids)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_ctrl_c_saves_and_stops_the_local_ray_instance(tmp_path: Path) -> None:
+    """A run without --ray-address starts its own Ray (GCS, raylet, workers, all its
+    descendants); Ctrl-C to the process group mid-batch saves, and none of them stay."""
+    pytest.importorskip("ray")
+    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    argv = train_argv(ckpt, *SMALL, "--episodes", "100", "--checkpoint-every", "1000",
+                      "--num-envs", "2", "--actors", "ray")  # fmt: skip
+    # An empty RAY_ADDRESS counts as none: this run starts its own Ray.
+    proc = start(argv, env={"RAY_ADDRESS": ""}, start_new_session=True)
+    wait_for(lambda: logged(metrics) >= 1, proc)
+    ray_procs = _descendants(proc.pid)
+    names = {Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] for p in ray_procs}
+    assert any(b"raylet" in n for n in names) and len(ray_procs) >= 4, names
+    os.killpg(proc.pid, signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 130, err
+    assert [ln for ln in err.splitlines() if not ln.startswith(ALE_BANNER)] == []
+    saved = checkpoint.load(ckpt)
+    assert out.strip().splitlines()[-1] == (
+        f"interrupted: saved episode {saved.episode} to {ckpt}; continue with --resume {ckpt}"
+    )
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in ray_procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in ray_procs if _alive(p)]
+    assert left == [], [Path(f"/proc/{p}/cmdline").read_bytes() for p in left]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def not_ray_port() -> Iterator[int]:
+    """A port where an HTTP/1 server (not Ray's gRPC) answers every request with 400."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed at the end of the test
+                return
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.parametrize("case", ["closed port", "not Ray", "RAY_ADDRESS"])
+def test_unreachable_ray_address_fails_in_one_line_before_any_work(
+    case: str, closed_port: int, not_ray_port: int, tmp_path: Path
+) -> None:
+    port = not_ray_port if case == "not Ray" else closed_port
+    address = f"127.0.0.1:{port}"
+    given = () if case == "RAY_ADDRESS" else ("--ray-address", address)
+    env = {"RAY_ADDRESS": address} if case == "RAY_ADDRESS" else {}
+    ckpt = tmp_path / "run.npz"
+    began = time.monotonic()
+    result = finish(start(train_argv(ckpt, *SMALL, "--actors", "ray", *given), env=env))
+    line = error_line(result)
+    assert result[0] == 2
+    assert time.monotonic() - began < 30
+    if case == "not Ray":
+        assert line == (
+            f"error: {address} (--ray-address) does not answer as a Ray cluster; use the "
+            "address `ray start --head` printed (its GCS port, 6379 by default)"
+        )
+    else:
+        where = "$RAY_ADDRESS" if case == "RAY_ADDRESS" else "--ray-address"
+        assert line.startswith(f"error: cannot reach a Ray cluster at {address} ({where}): ")
+        assert "Connection refused" in line and "`ray start --head`" in line
+    assert not ckpt.exists() and not ckpt.with_suffix(".jsonl").exists()
+    assert "episode" not in result[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("--ray-address", "127.0.0.1:6379"), "--ray-address is for Ray actors; add --actors ray"),
+        (("--actors", "ray", "--ray-address", "head-node"), "--ray-address must be HOST:PORT"),
+        (("--actors", "ray", "--ray-address", "http://h:1"), "--ray-address must be HOST:PORT"),
+    ],
+)
+def test_bad_ray_flags_fail_before_any_work(
+    flags: tuple[str, ...], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--checkpoint", str(tmp_path / "run.npz"), "--metrics", str(tmp_path / "m.jsonl"),
+            *SMALL, *flags]  # fmt: skip
+    assert cli.train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ray_actors_without_ray_name_the_extra(tmp_path: Path) -> None:
+    """Runs everywhere: the child is made to see no Ray."""
+    result = run_cli_without(
+        "ray", "train", "--actors", "ray", "--checkpoint", str(tmp_path / "run.npz"),
+        "--metrics", str(tmp_path / "run.jsonl"), "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert error_line(result) == (
+        "error: --actors ray needs ray, which is not installed; pip install 'pongxp[ray]'"
+    )
+    assert result.stdout == ""
