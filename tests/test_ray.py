@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli_without
-from test_faults import ALE_BANNER, error_line, finish, logged, start, train_argv, wait_for
+from test_faults import error_line, finish, logged, start, train_argv, wait_for
 from test_train import records, weights
 
 from pongxp import checkpoint, cli
@@ -121,7 +121,7 @@ def test_actors_killed_mid_batch_are_replaced_and_the_run_is_unchanged(
         _kill(actor)
     code, out, err = finish(proc)
     assert code == 0, err
-    assert [ln for ln in err.splitlines() if not ln.startswith(ALE_BANNER)] == []
+    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
     lines = out.splitlines()
     notes = [i for i, ln in enumerate(lines) if ln.startswith(NOTE)]
     assert len(notes) == 2, out
@@ -207,7 +207,7 @@ def test_ctrl_c_saves_and_stops_the_local_ray_instance(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGINT)
     code, out, err = finish(proc)
     assert code == 130, err
-    assert [ln for ln in err.splitlines() if not ln.startswith(ALE_BANNER)] == []
+    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
     saved = checkpoint.load(ckpt)
     assert out.strip().splitlines()[-1] == (
         f"interrupted: saved episode {saved.episode} to {ckpt}; continue with --resume {ckpt}"
@@ -300,7 +300,8 @@ def test_ray_actors_without_ray_name_the_extra(tmp_path: Path) -> None:
         "--metrics", str(tmp_path / "run.jsonl"), "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
+    root = Path(__file__).resolve().parents[1]
     assert error_line(result) == (
-        "error: --actors ray needs ray, which is not installed; pip install 'pongxp[ray]'"
+        f"error: --actors ray needs ray, which is not installed; pip install -e '.[ray]' in {root}"
     )
     assert result.stdout == ""
