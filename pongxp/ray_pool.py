@@ -19,7 +19,7 @@ replacement that cannot start, stops the pool with a one-line
 ``workers.RolloutError``.
 
 This module imports Ray at the top: import it only for ``--actors ray``
-(``trainer._open_pool`` checks that Ray is installed first).
+(``trainer._open_ray_pool`` checks that Ray is installed first).
 """
 
 from __future__ import annotations
