@@ -147,7 +147,6 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
         announce(num_actors, note)
         check_paths()
         actors = ActorPool(cfg.env_id, num_actors, cfg.dtype)
-    num_actors = actors.num_actors
     training = False  # whether the weights are made and batches have begun
     latest: _Latest | None = None
     try:
@@ -180,6 +179,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             with _signals_ignored():  # we are exiting anyway
                 _save(cfg, state, backend)
                 latest.saved = True
+                _report_idle(actors, say)
                 say(
                     f"interrupted: saved episode {state.episode} to {cfg.checkpoint}; "
                     f"continue with --resume {cfg.checkpoint}"
@@ -202,9 +202,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
             f"checkpoint {cfg.checkpoint}"
         )
-        if num_actors > 1 and actors.wall_seconds > 0:
-            idle = 1 - actors.busy_seconds / (num_actors * actors.wall_seconds)
-            say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last episode)")
+        _report_idle(actors, say)
         return state
     except Exception as exc:
         if resumed is None and latest is not None and not latest.saved:
@@ -223,6 +221,13 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
     finally:
         actors.close()
         progress.close()
+
+
+def _report_idle(actors: Pool, say: Any) -> None:
+    """How much of the rollout time the actors waited (for a batch's last episode)."""
+    if actors.num_actors > 1 and actors.wall_seconds > 0:
+        idle = 1 - actors.busy_seconds / (actors.num_actors * actors.wall_seconds)
+        say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last episode)")
 
 
 def _memory_tips(cfg: TrainConfig, training: bool) -> list[str]:
