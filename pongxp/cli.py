@@ -360,7 +360,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") -> int:
-    from pongxp.video import MAX_SCALE
+    from pongxp.video import MAX_SCALE, MAX_SPEED
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -396,6 +396,13 @@ def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") ->
         default=None,
         help="cut the video after this many seconds, > 0 (default: the whole game)",
     )
+    parser.add_argument(
+        "--speed",
+        type=int,
+        default=1,
+        help=f"play the game K times faster, 1 to {MAX_SPEED}: every K-th frame, e.g. a whole "
+        "game in a short GIF (default 1: the game's own speed)",
+    )
     parser.add_argument("--env-id", default=None, help="env to play (default: the checkpoint's)")
     args = parser.parse_args(argv)
     return run_guarded(lambda: _video(args))
@@ -413,6 +420,7 @@ def _video(args: argparse.Namespace) -> int:
         show_input=args.show_input,
         scale=args.scale,
         max_seconds=args.max_seconds,
+        speed=args.speed,
         say=lambda text: print(text, file=sys.stderr),
     )
     print(

@@ -48,6 +48,7 @@ FPS = {"mp4": 60, "gif": 20}
 SEPARATOR = 4  # black columns between the screen and the input panel
 # Upscale limit: at 8 a frame with the panel is already 1680x2592 pixels (13 MB);
 # beyond that only memory (GIF frames are kept until the end) and encode time grow.
+MAX_SPEED = 16  # faster skips most of what happens
 MAX_SCALE = 8
 
 # Input-panel colours (RGB).
@@ -61,14 +62,17 @@ class VideoError(ValueError):
     """A video cannot be made as asked (bad option, unwritable file)."""
 
 
-def check_options(scale: int | None = None, max_seconds: float | None = None) -> None:
-    """Check ``--scale`` and ``--max-seconds`` before anything is played.
+def check_options(
+    scale: int | None = None, max_seconds: float | None = None, speed: int = 1
+) -> None:
+    """Check ``--scale``, ``--max-seconds`` and ``--speed`` before anything is played.
 
     Raises:
         ConfigError: one line naming the flag and the allowed values.
     """
     if scale is not None:
         check_number("--scale", scale, 1, MAX_SCALE)
+    check_number("--speed", speed, 1, MAX_SPEED)
     if max_seconds is not None:
         check_number(
             "--max-seconds",
@@ -267,13 +271,14 @@ class EpisodeRecorder:
         show_input: bool = False,
         scale: int = 1,
         max_frames: int | None = None,
+        speed: int = 1,
     ) -> None:
         self.writer = writer
         self.ale = ale
         self.show_input = show_input
         self.scale = scale
         self.max_frames = max_frames
-        self.stride = GAME_FPS // writer.fps  # emulator frames per video frame
+        self.stride = speed * GAME_FPS // writer.fps  # emulator frames per video frame
         self.frames = 0  # video frames written
         self.emulator_frames = 0  # emulator frames covered so far
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -334,6 +339,7 @@ def record(
     scale: int | None = None,
     max_seconds: float | None = None,
     say: Callable[[str], None] | None = None,
+    speed: int = 1,
 ) -> Recording:
     """Play one episode with ``actor`` (weights set) and write its video.
 
@@ -348,13 +354,15 @@ def record(
             kept in memory until the end).
         max_seconds: stop the video (not the episode) after this long.
         say: where to print a note when falling back to GIF.
+        speed: show the game this many times faster (every ``speed``-th video
+            frame of the game's own speed), e.g. a whole game in a short GIF.
 
     Raises:
         ConfigError: a bad ``scale`` or ``max_seconds``.
         MissingExtraError, VideoError: also an unwritable ``output``, found
             before the episode is played.
     """
-    check_options(scale, max_seconds)
+    check_options(scale, max_seconds, speed)
     fmt, path, note = choose_format(Path(output))
     scale = scale if scale is not None else (2 if fmt == "mp4" else 1)
     # Now, not after a whole game (a GIF is written only at the end), and in
@@ -367,7 +375,8 @@ def record(
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = open_writer(fmt, tmp)
         max_frames = None if max_seconds is None else max(1, round(max_seconds * writer.fps))
-        recorder = EpisodeRecorder(writer, actor.env.unwrapped.ale, show_input, scale, max_frames)
+        ale = actor.env.unwrapped.ale
+        recorder = EpisodeRecorder(writer, ale, show_input, scale, max_frames, speed)
         try:
             _, stats = actor.play(greedy=greedy, on_frame=recorder)
             recorder.finish()

@@ -91,6 +91,20 @@ def test_gif_at_20_fps_cut_to_max_seconds(small_checkpoint: Path, tmp_path: Path
     assert 1 < stored <= 80  # identical neighbours are merged into longer frames
 
 
+def test_speed_shows_the_same_game_k_times_faster(small_checkpoint: Path, tmp_path: Path) -> None:
+    lengths = {}
+    for speed in (1, 3):
+        out = tmp_path / f"x{speed}.gif"
+        proc = run_cli("video", str(small_checkpoint), "-o", str(out), "--speed", str(speed))
+        assert proc.returncode == 0, proc.stderr
+        assert "episode reward" in proc.stdout
+        lengths[speed] = gif_frames(out)[1]  # ms of video
+    # The same game (same seed): a third of the video, up to one frame's rounding.
+    assert abs(lengths[3] - lengths[1] / 3) <= 50, lengths
+    bad = run_cli("video", str(small_checkpoint), "-o", str(tmp_path / "y.gif"), "--speed", "0")
+    assert bad.returncode == 2 and "--speed" in bad.stderr
+
+
 def test_gif_fallback_without_ffmpeg(small_checkpoint: Path, tmp_path: Path) -> None:
     asked = tmp_path / "play.mp4"
     proc = run_cli_without("imageio_ffmpeg", "video", str(small_checkpoint), "-o", str(asked))
