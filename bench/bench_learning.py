@@ -93,7 +93,7 @@ def run_all(runs: list[tuple[str, list[str], Path]], episodes: int, jobs: int) -
                 print(f"{status}: {item[0]}", flush=True)
 
 
-def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path) -> dict:
+def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path, at: int) -> dict:
     table: dict[str, Any] = {}
     for name, flags in settings.items():
         per_seed = {}
@@ -109,6 +109,9 @@ def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path)
                 "final_running_reward": round(records[-1]["running_reward"], 2)
                 if records
                 else None,
+                "running_reward_at": (
+                    round(records[at - 1]["running_reward"], 2) if len(records) >= at else None
+                ),
                 "reached": crossings(records),
             }
         table[name] = {"flags": flags, "seeds": per_seed}
@@ -122,28 +125,35 @@ def _cell(hit: dict[str, float] | None, runs_to: int) -> str:
 
 
 def markdown(record: dict[str, Any]) -> str:
+    at = record["compare_at"]
     lines = [machine.markdown_header(record["machine"], "Learning speed: time to running reward")]
     lines += [
         "Same algorithm, other hyperparameters. Each cell: the first episode whose running "
         "reward reached the threshold, the emulator steps played by then, and the training "
         "wall time logged by then. " + record["note"],
         "",
-        "| setting | flags | seed | -15 | -10 | -5 | 0 | episodes run | final running reward |",
-        "|---|---|---:|---|---|---|---|---:|---:|",
+        f"| setting | flags | seed | -15 | -10 | -5 | 0 | running reward at episode {at:,} "
+        "| episodes run | final running reward |",
+        "|---|---|---:|---|---|---|---|---:|---:|---:|",
     ]
     for name, row in record["table"].items():
         for seed, r in row["seeds"].items():
             cells = " | ".join(_cell(r["reached"][f"{t:g}"], r["episodes"]) for t in THRESHOLDS)
+            at_value = r["running_reward_at"]
+            at_cell = "" if at_value is None else f"{at_value:+.2f}"
             lines.append(
                 f"| {name} | `{' '.join(row['flags']) or '(defaults)'}` | {seed} | {cells} | "
-                f"{r['episodes']:,} | {r['final_running_reward']:+.2f} |"
+                f"{at_cell} | {r['episodes']:,} | {r['final_running_reward']:+.2f} |"
             )
     lines += [
         "",
         "Median over seeds (episodes to reach; runs that never did count as missing):",
         "",
     ]
-    lines += ["| setting | -15 | -10 | -5 | 0 |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        f"| setting | -15 | -10 | -5 | 0 | mean running reward at episode {at:,} |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, row in record["table"].items():
         cells = []
         for t in THRESHOLDS:
@@ -152,6 +162,9 @@ def markdown(record: dict[str, Any]) -> str:
             missing = len(hits) - len(eps)
             cell = f"{statistics.median(eps):,.0f}" if eps else "-"
             cells.append(cell + (f" ({missing} of {len(hits)} not reached)" if missing else ""))
+        values = [r["running_reward_at"] for r in row["seeds"].values()]
+        values = [v for v in values if v is not None]
+        cells.append(f"{statistics.mean(values):+.2f} ({len(values)} seeds)" if values else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Curves: `{record['plot']}`." if record.get("plot") else "", ""]
     return "\n".join(lines)
@@ -173,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=usable_cores(), help="runs at once")
     parser.add_argument("--runs", type=Path, default=Path.home() / "pongxp-runs" / "learning")
     parser.add_argument("--report-only", action="store_true", help="read the logs only")
+    parser.add_argument(
+        "--compare-at", type=int, default=1000, help="also report each run's running reward here"
+    )
     parser.add_argument("--note", default="", help="text for the results (e.g. other load)")
     parser.add_argument("--out", type=Path, default=machine.RESULTS)
     parser.add_argument("--name", default="learning", help="results file stem")
@@ -193,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine.describe(),
         "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},
         "note": args.note,
-        "table": report(settings, args.seeds, args.runs),
+        "compare_at": args.compare_at,
+        "table": report(settings, args.seeds, args.runs, args.compare_at),
     }
     logs = sorted(args.runs.glob("*.jsonl"))
     wanted = [p for p in logs if p.stem.rsplit("-s", 1)[0] in settings]

@@ -17,9 +17,11 @@ machine slows all of them alike), this measures:
   waiting for a batch's last episode.
 - ``training``: ``pongxp.trainer.train`` on the CPU (float32 by default), an
   update every ``--batch-size`` episodes; steps / the trainer's own elapsed
-  time, which counts everything per batch (weights to the actors, episodes,
-  metrics, stacking, the update, finiteness checks, actor state) but not
-  process start-up or the final checkpoint.
+  time over the batches after the first (the difference of a 1-batch and a
+  ``--batches`` run from the same seed), which counts everything per batch
+  (weights to the actors, episodes, metrics, stacking, the update,
+  finiteness checks) but not start-up: processes, the first batch's seeding
+  of every slot's emulator, or the final checkpoint.
 
 Bare modes run for ``--bare-seconds`` after a warm-up; steps/s is the sum
 over processes. Also shown: steps per CPU second, summed over the processes
@@ -211,11 +213,15 @@ def _pool_cpu(pool: ActorPool) -> float | None:
     return None if workers is None else time.process_time() + workers
 
 
-def run_rollouts(pool: ActorPool, episodes: int, batch_size: int, seed: int) -> dict[str, Any]:
-    """``episodes`` episodes in batches of ``batch_size`` slots, as the trainer plays them."""
+def run_rollouts(pool: ActorPool, episodes: int, streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """``episodes`` episodes in batches of ``len(streams)`` slots, as the trainer plays them.
+
+    ``streams`` are running ones (the warm-up made them), updated in place, so
+    no ROM reload of a fresh stream (~120 ms, once per slot per run) is timed.
+    """
     cpu0, wall = _pool_cpu(pool), time.perf_counter()
     busy0, wall0 = pool.busy_seconds, pool.wall_seconds
-    streams, steps, done = fresh_streams(seed, batch_size), 0, 0
+    batch_size, steps, done = len(streams), 0, 0
     while done < episodes:
         count = min(batch_size, episodes - done)
         for j, (_, stats, stream) in enumerate(pool.play(streams[:count])):
@@ -289,7 +295,9 @@ def run_training(args: argparse.Namespace, num_envs: int, seed: int, tmp: Path) 
     return {
         "steps": full.total_steps,
         "episodes": full.episode,
-        "steps_per_s": full.total_steps / full.elapsed,
+        # The batches after the first: the first (the same in both runs) also
+        # seeds every slot's emulator, a once-per-run ROM reload each.
+        "steps_per_s": extra_steps / (full.elapsed - short.elapsed),
         "steps_per_cpu_s": extra_steps / ((cpu2 - cpu1) - (cpu1 - cpu0)),
     }
 
@@ -304,13 +312,13 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         for n in args.num_envs:
             pool = ActorPool(args.env_id, n, args.dtype)
             pool.set_weights(host["W1"], host["W2"])
-            for _ in pool.play(fresh_streams(12345, n)):  # warm-up: imports, caches, colours
-                pass
+            # Warm-up (imports, caches, colours) that also starts every slot's stream.
+            streams = [stream for _, _, stream in pool.play(fresh_streams(12345, args.batch_size))]
             runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
             for r in range(args.rounds):
                 runs["bare gym"].append(run_bare(args.env_id, n, "bare gym", args.bare_seconds, r))
                 runs["bare ALE"].append(run_bare(args.env_id, n, "bare ALE", args.bare_seconds, r))
-                runs["rollouts"].append(run_rollouts(pool, args.episodes, args.batch_size, r))
+                runs["rollouts"].append(run_rollouts(pool, args.episodes, streams))
                 runs["training"].append(run_training(args, n, r, Path(tmpdir)))
                 print(
                     f"N={n} round {r + 1}: "
