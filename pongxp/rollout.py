@@ -122,8 +122,7 @@ class Actor:
         self.env = make_env(env_id)
         self.xp = xp
         self.dtype = dtype
-        self.rng = np.random.default_rng(seed)
-        self.env.reset(seed=seed)  # a seeded reset loads the ROM
+        self.load_stream({"seed": seed})  # a seeded reset loads the ROM
         self.w1_t: Any = None
         self.w2: Any = None
         self.direct = _supports_direct(self.env.unwrapped)
@@ -218,7 +217,7 @@ class Actor:
 
     def load_stream(self, stream: dict[str, Any]) -> None:
         """Continue ``stream``: a ``state()`` snapshot, or ``{"seed": s}`` for a new
-        stream, which seeds the emulator and the sampler from ``s`` as ``__init__`` does."""
+        stream, which seeds the emulator and the sampler from ``s``."""
         if "seed" in stream:
             self.rng = np.random.default_rng(stream["seed"])
             self.env.reset(seed=stream["seed"])
