@@ -22,6 +22,7 @@ core with other work logs a longer wall time for the same steps.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -65,32 +66,63 @@ def crossings(records: list[dict[str, Any]]) -> dict[str, dict[str, float] | Non
     return out
 
 
-def run_all(runs: list[tuple[str, list[str], Path]], episodes: int, jobs: int) -> None:
-    """Run (or resume) each ``(name, flags, stem)`` to ``episodes``, ``jobs`` at a time."""
+def _last_running_reward(log: Path) -> float | None:
+    """The running reward of the last complete line of a run's log, if any."""
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return float(json.loads(line)["running_reward"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line being written
+    return None
+
+
+def _reached(log: Path, until: float | None) -> bool:
+    value = _last_running_reward(log) if until is not None else None
+    return value is not None and until is not None and value >= until
+
+
+def run_all(
+    runs: list[tuple[str, list[str], Path]], episodes: int, jobs: int, until: float | None = None
+) -> None:
+    """Run (or resume) each ``(name, flags, stem)`` to ``episodes``, ``jobs`` at a time.
+
+    With ``until``, a run also stops (SIGTERM: it saves and can be resumed)
+    once its running reward reaches that level: a screen needs no more.
+    """
     todo = []
     for name, flags, stem in runs:
         log = stem.with_suffix(".jsonl")
         done = len(log.read_text().splitlines()) if log.exists() else 0
-        if done >= episodes:
+        if done >= episodes or _reached(log, until):
             continue
         ckpt = stem.with_suffix(".npz")
         start = ["--resume", str(ckpt)] if ckpt.exists() else ["--overwrite", *flags]
         cmd = [sys.executable, str(ROOT / "train.py"), *start, "--episodes", str(episodes),
                "--checkpoint", str(ckpt), "--metrics", str(log), "--num-envs", "1",
                "--device", "cpu", "--quiet", "--checkpoint-every", "100"]  # fmt: skip
-        todo.append((name, cmd))
-    running: list[tuple[str, subprocess.Popen[bytes]]] = []
+        todo.append((name, cmd, log))
+    running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
     while todo or running:
         while todo and len(running) < jobs:
-            name, cmd = todo.pop(0)
+            name, cmd, log = todo.pop(0)
             print(f"start {name}: {' '.join(cmd[2:])}", flush=True)
-            running.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
-        time.sleep(1)
+            running.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL), log))
+        time.sleep(5)
         for item in list(running):
-            if item[1].poll() is not None:
+            name, proc, log = item
+            if proc.poll() is None and _reached(log, until):
+                proc.terminate()  # train.py saves on SIGTERM
+                proc.wait()
+                print(f"reached {until:g}: {name}", flush=True)
                 running.remove(item)
-                status = "done" if item[1].returncode == 0 else f"FAILED ({item[1].returncode})"
-                print(f"{status}: {item[0]}", flush=True)
+            elif proc.poll() is not None:
+                running.remove(item)
+                status = "done" if proc.returncode == 0 else f"FAILED ({proc.returncode})"
+                print(f"{status}: {name}", flush=True)
 
 
 def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path, at: int) -> dict:
@@ -183,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--episodes", type=int, default=1500, help="episodes per run")
+    parser.add_argument(
+        "--until", type=float, default=None, metavar="R",
+        help="also stop each run once its running reward reaches R (a screen, e.g. -10)",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=usable_cores(), help="runs at once")
     parser.add_argument("--runs", type=Path, default=Path.home() / "pongxp-runs" / "learning")
     parser.add_argument("--report-only", action="store_true", help="read the logs only")
@@ -204,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, flags in settings.items()
             for seed in args.seeds
         ]
-        run_all(runs, args.episodes, args.jobs)
+        run_all(runs, args.episodes, args.jobs, args.until)
     record: dict[str, Any] = {
         "machine": machine.describe(),
         "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},
