@@ -16,6 +16,7 @@ The package is one module per job:
 - ``workers``     runs several rollout actors in parallel processes
 - ``checkpoint``  atomic save, strict load
 - ``metrics``     the per-episode JSONL log
+- ``resume``      which files a run writes; keeps other runs' files safe on resume
 - ``trainer``     the training loop
 - ``progress``    the progress bar (terminal) or plain lines (logs) during training
 - ``evaluate``    plays N games from a checkpoint: score and win rate

@@ -52,6 +52,8 @@ REQUIRED = (
     "config",
 )
 STREAM_KEY = {1: "actors", 2: "streams"}  # by format version
+# Optional: where the run's metrics log is (resume.py); older files lack it.
+LOG_KEY = "metrics_log"
 # Agent files hold this note in place of the optimiser and rollout state.
 AGENT_KEY = "agent"
 AGENT_NOTE = (
@@ -79,6 +81,9 @@ class Checkpoint:
     config: TrainConfig
     streams: list[dict[str, Any]]  # per batch slot: see workers.py; [] from format 1
     agent: bool = False  # an agent file (``save_agent``): weights only, no cache or streams
+    # The run's metrics log, relative to the checkpoint's directory (resume.py);
+    # None in files written before it was recorded.
+    metrics_log: str | None = None
 
 
 def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
@@ -102,6 +107,8 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
         "config": np.asarray(ckpt.config.to_json()),
         "streams": np.asarray(json.dumps(ckpt.streams)),
     }
+    if ckpt.metrics_log is not None:
+        arrays[LOG_KEY] = np.asarray(ckpt.metrics_log)
     for name in WEIGHT_NAMES:
         arrays[name] = np.asarray(ckpt.params[name])
         arrays[f"cache_{name}"] = np.asarray(ckpt.cache[name])
@@ -301,6 +308,15 @@ def load(
         ) from None
 
 
+def looks_like_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` loads as a pongxp checkpoint or agent file."""
+    try:
+        _load(Path(path), None)
+    except CheckpointError:
+        return False
+    return True
+
+
 def _newest_good_history(path: Path, hidden: int | None) -> Path | None:
     """The newest ``--keep`` history file of ``path`` that loads, if any.
 
@@ -338,7 +354,7 @@ def _load(path: Path, hidden: int | None) -> Checkpoint:
                 raise CheckpointError(
                     f"{path} is not a pongxp checkpoint: missing {', '.join(missing)}"
                 )
-            arrays = {k: data[k] for k in wanted}
+            arrays = {k: data[k] for k in (*wanted, LOG_KEY) if k in data.files}
     except CheckpointError:
         raise
     except (
@@ -429,7 +445,9 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         # running_reward is an average of episode rewards, so only finite.
         if not (np.isfinite(value) and (key == "running_reward" or value >= 0)):
             raise CheckpointError(f"{path}: '{key}' has the impossible value {value!r}")
+    log = _scalar(path, arrays, LOG_KEY, "U") if LOG_KEY in arrays else None
     return Checkpoint(
+        metrics_log=log,
         params={n: arrays[n] for n in WEIGHT_NAMES},
         cache={} if agent else {n: arrays[f"cache_{n}"] for n in WEIGHT_NAMES},
         episode=counters["episode"],

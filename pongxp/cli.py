@@ -8,7 +8,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from pongxp.config import ACTORS, DEVICES, DTYPES, PRESETS, TrainConfig
+from pongxp import __version__
+from pongxp.config import (
+    ACTORS,
+    DEFAULT_CHECKPOINT,
+    DEFAULT_METRICS,
+    DEVICES,
+    DTYPES,
+    PRESETS,
+    TrainConfig,
+)
 
 DEFAULTS = TrainConfig()
 _FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
@@ -133,8 +142,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("checkpoints and logs")
     run.add_argument(
         "--checkpoint",
-        default=d.checkpoint,
-        help=f"checkpoint file to write (default {d.checkpoint})",
+        default=None,
+        help=f"checkpoint file to write, ending in .npz (default {DEFAULT_CHECKPOINT}; "
+        "on --resume, the resumed run's own)",
     )
     run.add_argument(
         "--checkpoint-every",
@@ -154,11 +164,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume",
         metavar="CHECKPOINT",
         default=None,
-        help="continue the run saved in CHECKPOINT exactly; its settings are "
-        "used unless given again",
+        help="continue the run saved in CHECKPOINT exactly: its settings, episode target, "
+        "checkpoint and log are used unless given again (a --keep copy continues the "
+        "checkpoint it was kept from)",
     )
     run.add_argument(
-        "--metrics", default=d.metrics, help=f"per-episode JSONL log (default {d.metrics})"
+        "--metrics",
+        default=None,
+        help=f"per-episode JSONL log (default {DEFAULT_METRICS}; on --resume, the log the "
+        "resumed run wrote)",
     )
     run.add_argument(
         "--video-every",
@@ -172,7 +186,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="start a new run even if --checkpoint or --metrics exist (they are replaced); "
-        "without it such a run stops with a hint to --resume",
+        "without it such a run stops with a hint to --resume. With --resume: let the run "
+        "replace another run's --checkpoint or --metrics, or start a new log where its "
+        "own is missing or does not match the checkpoint",
     )
     run.add_argument("--quiet", action="store_true", help="no per-episode output")
 
@@ -206,8 +222,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:
             values[f.name] = given
-    if args.resume is not None and args.episodes is None:
-        values["episodes"] = DEFAULTS.episodes
     return TrainConfig(**values).validate()
 
 
@@ -218,13 +232,21 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int
     )
     add_train_arguments(parser)
     args = parser.parse_args(argv)
-    return run_guarded(lambda: _train(args))
+    command = f"{_interpreter()} {prog}" if prog.endswith(".py") else prog
+    return run_guarded(lambda: _train(args, command))
 
 
-def _train(args: argparse.Namespace) -> int:
+def _interpreter() -> str:
+    """How to name this Python in a command to copy: ``.venv/bin/python`` for a
+    virtual environment below the working directory, else plain ``python``."""
+    here = os.path.relpath(sys.executable)
+    return "python" if here.startswith("..") or os.path.isabs(here) else here
+
+
+def _train(args: argparse.Namespace, command: str) -> int:
     from pongxp.trainer import train
 
-    train(config_from_args(args), quiet=args.quiet)
+    train(config_from_args(args), quiet=args.quiet, command=command)
     return 0
 
 
@@ -449,11 +471,12 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pongxp import checkpoint
-    from pongxp.config import ConfigError
+    from pongxp.config import CHECKPOINT_SUFFIX, ConfigError, check_suffix
+    from pongxp.resume import check_not_same
 
     out = Path(args.output)
-    if out.suffix != ".npz":
-        raise ConfigError(f"the agent file must end in .npz, got {out}")
+    check_suffix(out, CHECKPOINT_SUFFIX, "the agent file")
+    check_not_same(args.output, args.checkpoint, "agent file")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; add --overwrite to replace it")
     checkpoint.check_writable(out, "agent file")
@@ -481,10 +504,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # The console script is "pongxp"; python -m runs this module as __main__.py.
     program = "pongxp" if os.path.basename(sys.argv[0]) == "pongxp" else "python -m pongxp"
+    if argv and argv[0] == "--version":
+        print(f"pongxp {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(f"usage: {program} {{" + ",".join(COMMANDS) + "} [options]")
+        out = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
+        if argv and argv[0] not in ("-h", "--help"):
+            known = ", ".join(COMMANDS)
+            print(f"error: unknown command {argv[0]!r}; use one of: {known}", file=out)
+        print(f"usage: {program} {{" + ",".join(COMMANDS) + "} [options]", file=out)
         for name, (summary, _) in COMMANDS.items():
-            print(f"  {name:<9} {summary}")
-        print(f"each command has --help, e.g. {program} evaluate --help")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+            print(f"  {name:<9} {summary}", file=out)
+        print(f"each command has --help, e.g. {program} evaluate --help; --version", file=out)
+        return 0 if out is sys.stdout else 2
     return COMMANDS[argv[0]][1](argv[1:], prog=f"{program} {argv[0]}")

@@ -21,6 +21,15 @@ ACTORS = ("processes", "ray")
 _RAY_ADDRESS = re.compile(r"auto|(ray://)?[^\s/]+:\d{1,5}")
 #: More rollout processes than this is surely a typo (each holds an emulator).
 MAX_NUM_ENVS = 512
+#: Episodes per update. Each slot of a batch keeps an emulator stream, and an
+#: update holds every step's activations (at H = 200 and ~5k steps an episode,
+#: about 4 MB each in float32): 1024 episodes already need ~4 GB per update.
+MAX_BATCH_SIZE = 1024
+#: Where a new run writes unless told (a resume writes the resumed run's own).
+DEFAULT_CHECKPOINT = "runs/pong.npz"
+DEFAULT_METRICS = "runs/pong.jsonl"
+#: Every checkpoint and agent file pongxp writes ends in this.
+CHECKPOINT_SUFFIX = ".npz"
 
 
 def usable_cores() -> int:
@@ -123,13 +132,17 @@ class TrainConfig:
     episodes: int = 10_000  # total episodes (including those before a resume)
     device: str = "auto"
     dtype: str = "float32"
-    checkpoint: str = "runs/pong.npz"
+    # None: runs/pong.npz and runs/pong.jsonl for a new run, the resumed run's
+    # own files for a resume (resume.py fills them in).
+    checkpoint: str | None = None
     checkpoint_every: int = 50  # episodes
     keep: int = 1  # how many checkpoints to keep
-    metrics: str = "runs/pong.jsonl"
+    metrics: str | None = None
     video_every: int = 0  # episodes between training videos; 0 = none
     resume: str | None = None
-    overwrite: bool = False  # a fresh run may replace an existing checkpoint/log
+    # A fresh run may replace an existing checkpoint/log; a resume may replace
+    # another run's, or start a new log where its own is lost (resume.py).
+    overwrite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, check_env: bool = True) -> TrainConfig:
@@ -142,9 +155,9 @@ class TrainConfig:
             check_env: also look the env id up in Gymnasium's registry (cheap:
                 no emulator is made), so a typo fails now, not after start-up.
         """
+        check_number("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE)
         positive_ints = {
             "episodes": self.episodes,
-            "batch-size": self.batch_size,
             "hidden": self.hidden,
             "checkpoint-every": self.checkpoint_every,
             "keep": self.keep,
@@ -216,8 +229,10 @@ class TrainConfig:
         # would destroy it before the first episode.
         paths = {"--checkpoint": self.checkpoint, "--metrics": self.metrics}
         for name, value in paths.items():
-            if not isinstance(value, str) or not value.strip():
+            if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"{name} must be a file path, got {value!r}")
+        if self.metrics is None:
+            return
         metrics = os.path.abspath(self.metrics)
         for name, value in (("--checkpoint", self.checkpoint), ("--resume", self.resume)):
             if value is not None and os.path.abspath(value) == metrics:
@@ -238,6 +253,13 @@ class TrainConfig:
             raise TypeError(f"settings are a JSON {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def check_suffix(path: str | os.PathLike[str], suffix: str, what: str) -> None:
+    """Raise ConfigError unless ``path`` ends in ``suffix`` (one rule for every
+    file a command writes, e.g. checkpoints and agent files in ``.npz``)."""
+    if not os.fspath(path).endswith(suffix):
+        raise ConfigError(f"{what} must end in {suffix}, got {os.fspath(path)!r}")
 
 
 @functools.cache

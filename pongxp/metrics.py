@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,29 +15,29 @@ from pongxp.checkpoint import remove_stale_temps, temp_name
 class MetricsLog:
     """Appends one record per episode; flushed per line so a crash keeps them."""
 
-    def __init__(self, path: str | os.PathLike[str], keep_until: int | None = None) -> None:
-        """Open ``path`` for appending.
+    def __init__(
+        self, path: str | os.PathLike[str], records: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Start ``path`` with ``records`` (none for a new run; on a resume, the
+        run's episodes up to its checkpoint, as ``resume.plan`` checked them),
+        then append.
 
-        Args:
-            keep_until: on resume, the checkpoint's episode; records after it
-                belong to episodes that will be played again and are dropped.
+        Records are written under another name and renamed over ``path``, so
+        a kill leaves the old log or the new one, never half of it.
         """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.path)  # of a rewrite below that was killed
-        if keep_until is not None and self.path.exists():
-            kept = [r for r in read(self.path) if r.get("episode", 0) <= keep_until]
-            # Rewritten under another name and renamed, so a kill leaves the old
-            # log or the new one, never half of it.
+        remove_stale_temps(self.path)  # of a rewrite that was killed
+        if not records:
+            self.path.write_text("")  # in place: a log that is a link stays one
+        else:
             tmp = temp_name(self.path, os.getpid())
             try:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
                 os.replace(tmp, self.path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
-        elif keep_until is None:
-            self.path.write_text("")  # a fresh run starts a fresh log
         self._file: TextIO = open(self.path, "a")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:

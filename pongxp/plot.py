@@ -62,8 +62,10 @@ def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
     path = Path(path)
     if path.is_dir():
         raise PlotError(f"metrics file {path} is a directory; give a .jsonl metrics log in it")
-    if not path.is_file():
+    if not path.exists():
         raise PlotError(f"metrics file {path} does not exist; check the path")
+    if not path.is_file():  # reading a FIFO or a device could block or never end
+        raise PlotError(f"metrics file {path} is not a regular file; give a .jsonl metrics log")
     try:
         records = metrics.read(path)
     except UnicodeDecodeError:
@@ -80,6 +82,8 @@ def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
         cols = {k: np.asarray([r[k] for r in records], dtype=np.float64) for k in KEYS}
     except (KeyError, TypeError, ValueError) as exc:
         raise PlotError(f"{path}: a record lacks or garbles a field ({exc})") from None
+    if not np.isfinite(cols["reward"]).any():
+        raise PlotError(f"{path} has no finite episode reward to plot (all NaN or inf)")
     return Run(
         label=label if label is not None else path.stem,
         episode=cols["episode"].astype(np.int64),
@@ -168,7 +172,15 @@ def plot(
         if near_even:
             ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
         ax.grid(True, alpha=0.3)
-    by_episode.legend(title="running reward (thin: episode reward)", fontsize="small")
+    # Beside the axes, not on them: a short run's curves fill the whole plot.
+    fig.legend(
+        *by_episode.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=min(len(runs), 4),
+        title="running reward (thin: episode reward)",
+        fontsize="small",
+        title_fontsize="small",
+    )
     if title:
         fig.suptitle(title)
     output = Path(output)

@@ -7,10 +7,13 @@ from typing import Any, TextIO
 
 
 def episode_line(record: dict[str, Any]) -> str:
+    """One episode's line. ``run`` is the whole run's emulator steps/s, all actors
+    together, since this process started; ``actor`` is the rate of the actor that
+    played this episode alone."""
     return (
         f"episode {record['episode']:>6} | reward {record['reward']:+3d} | "
         f"running {record['running_reward']:+7.2f} | steps {record['steps']:>5} | "
-        f"{record['steps_per_s']:>6.0f} steps/s"
+        f"run {record['run_steps_per_s']:>6.0f} steps/s, actor {record['steps_per_s']:>5.0f}"
     )
 
 
@@ -18,8 +21,10 @@ class Progress:
     """Reports episodes and messages.
 
     On a terminal: one line per episode scrolling above a tqdm bar (episodes
-    done, ETA, running reward, steps/s). Not a terminal (CI, a log file): one plain line per
-    episode. ``quiet``: messages only.
+    done, elapsed time, running reward, the run's steps/s). The bar shows no
+    ETA: games get several times longer as the agent improves, so a guess from
+    the episodes so far would be far too short. Not a terminal (CI, a log
+    file): one plain line per episode. ``quiet``: messages only.
     """
 
     def __init__(
@@ -32,7 +37,12 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total, initial=start, unit="ep", file=self.stream, dynamic_ncols=True
+                total=total,
+                initial=start,
+                unit="ep",
+                file=self.stream,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} ep [{elapsed}{postfix}]",
             )
 
     def episode(self, record: dict[str, Any]) -> None:
@@ -44,7 +54,7 @@ class Progress:
         self.bar.write(episode_line(record), file=self.stream)
         self.bar.set_postfix(
             running=f"{record['running_reward']:+.2f}",
-            steps_s=f"{record['steps_per_s']:.0f}",
+            run_steps_s=f"{record['run_steps_per_s']:.0f}",
             refresh=False,
         )
         self.bar.update(1)

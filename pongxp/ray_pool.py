@@ -38,7 +38,14 @@ import ray
 from ray import exceptions as rex
 
 from pongxp.config import ConfigError, TrainConfig
-from pongxp.workers import Played, RolloutError, Stream, _make_actor, _play_stream
+from pongxp.workers import (
+    Played,
+    RolloutError,
+    Stream,
+    _make_actor,
+    _play_stream,
+    count_busy,
+)
 
 #: Seconds to wait for actors to start (imports and a ROM load each; a new node's
 #: worker may take longer) before concluding the cluster has no room for them.
@@ -182,11 +189,38 @@ def _check_reachable(address: str, where: str) -> None:
             f"cannot reach a Ray cluster at {address} ({where}): {reason or 'timed out'}; "
             "start one there with `ray start --head`, or fix the address"
         ) from None
-    if len(answer) < 9 or answer[3] != 4:  # the frame type of SETTINGS
+    if len(answer) < 9 or answer[3] != 4 or not _answers_as_ray_gcs(address):
+        # (answer[3] is the frame type; 4 is SETTINGS.)
         raise ConfigError(
             f"{address} ({where}) does not answer as a Ray cluster; use the address "
             "`ray start --head` printed (its GCS port, 6379 by default)"
         )
+
+
+#: Codes by which a gRPC server says it is not Ray's GCS, or not in time. Others
+#: (OK, UNAUTHENTICATED with token auth, ...) come from a GCS.
+_NOT_GCS = ("UNIMPLEMENTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL")
+
+
+def _answers_as_ray_gcs(address: str) -> bool:
+    """Whether the gRPC server at ``address`` knows a method of Ray's GCS.
+
+    Another gRPC or HTTP/2 server passes the greeting check, and ``ray.init``
+    would then retry for about 20 s, printing its warnings. A Ray Client
+    address (ray://) serves other methods and is left to Ray.
+    """
+    if address.startswith("ray://"):
+        return True
+    import grpc  # Ray's own dependency
+
+    with grpc.insecure_channel(address) as channel:
+        # Raw bytes in and out: an empty message is a valid request of any type.
+        call = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")
+        try:
+            call(b"", timeout=CONNECT_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            return exc.code().name not in _NOT_GCS
+    return True
 
 
 class RayActorPool:
@@ -270,9 +304,7 @@ class RayActorPool:
                 if pending:  # before anything else, so the actor plays while we log
                     dispatch(index, pending.popleft())
                 arrived[slot] = played
-                self.busy_seconds += played[1].seconds
-            if j == len(streams) - 1:  # not counting the trainer's time after the last
-                self.wall_seconds += time.perf_counter() - start
+            start = count_busy(self, arrived[j], start)
             yield arrived.pop(j)
 
     def _replace(self, index: int, slot: int, deaths: Counter[int], exc: BaseException) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from pongxp import backend as backend_mod
-from pongxp import checkpoint
+from pongxp import checkpoint, resume
 from pongxp.batch import stack
-from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
+from pongxp.config import INPUT_SIZE, TrainConfig
 from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
@@ -102,8 +102,12 @@ def _kept(cfg: TrainConfig, latest: _Latest, last_saved: int) -> str:
     return "no checkpoint had been written yet"
 
 
-def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
+def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py") -> Committed:
     """Run (or resume) training as ``cfg`` says; return the final committed state.
+
+    Args:
+        command: how the user started training, for the line that says how to
+            continue the run (e.g. ``"pongxp train"``).
 
     Raises:
         TrainingError, checkpoint.CheckpointError, backend.DeviceError.
@@ -112,7 +116,6 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
     cfg.validate()
     # The device first: "already exists" would hide a problem the user must fix anyway.
     backend = backend_mod.select(cfg.device, cfg.dtype)
-    _refuse_overwrite(cfg)
     xp = backend.xp
     resumed = (
         checkpoint.load(cfg.resume, cfg.hidden, use_older="--resume {}") if cfg.resume else None
@@ -122,15 +125,22 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             f"{cfg.resume} is an agent file (weights only, no optimiser or emulator state) "
             "and cannot be resumed; give the training checkpoint it was exported from"
         )
+    # Which files this run writes, refused here if that would lose another run's.
+    files = resume.plan(cfg, resumed)
+    cfg = files.cfg
+    continue_with = f"continue with: {resume.resume_command(cfg, command)}"
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
 
     def announce(num_actors: int, note: str) -> None:
         kind = " Ray" if cfg.actors == "ray" else ""
-        say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {num_actors}{kind} actors")
+        actors = f"{num_actors}{kind} actor" + ("" if num_actors == 1 else "s")
+        say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {actors}")
         if note:
             say(note)
+        for line in files.notes:
+            say(line)
 
     def check_paths() -> None:
         # Fail on an unwritable path now, not at the first save an interval later.
@@ -168,7 +178,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
             say(f"resumed from {cfg.resume} at episode {state.episode}")
             if not resumed.streams:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
-        metrics = MetricsLog(cfg.metrics, keep_until=state.episode if resumed else None)
+        metrics = MetricsLog(cfg.metrics, files.log_records)
         latest = _Latest(state)
         training = True
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
@@ -180,17 +190,14 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Committed:
                 _save(cfg, state, backend)
                 latest.saved = True
                 _report_idle(actors, say)
-                say(
-                    f"interrupted: saved episode {state.episode} to {cfg.checkpoint}; "
-                    f"continue with --resume {cfg.checkpoint}"
-                )
+                saved = f"saved episode {state.episode} to {cfg.checkpoint}"
+                say(f"interrupted: {saved}; {continue_with}")
             raise
         except RolloutError as exc:  # the actors are lost; what is committed is not
             state = latest.state
             _save(cfg, state, backend)
             raise TrainingError(
-                f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; "
-                f"continue with --resume {cfg.checkpoint}"
+                f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; {continue_with}"
             ) from exc
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
@@ -275,32 +282,6 @@ def _open_ray_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
         raise TrainingError(str(exc)) from exc
 
 
-def _refuse_overwrite(cfg: TrainConfig) -> None:
-    """A new run must not silently replace the files of an earlier one.
-
-    Only fresh runs are checked: a resume continues a run (possibly from an
-    older ``--keep`` copy), so writing its checkpoint path is the point.
-
-    Raises:
-        ConfigError: --checkpoint or --metrics exists and would be replaced.
-    """
-    if cfg.overwrite or cfg.resume is not None:
-        return
-    if os.path.isfile(cfg.checkpoint):
-        raise ConfigError(
-            f"{cfg.checkpoint} already exists; continue that run with --resume {cfg.checkpoint}, "
-            "or add --overwrite to start a new run over it"
-        )
-    if os.path.isfile(cfg.metrics) and os.path.getsize(cfg.metrics) > 0:
-        # Without its checkpoint the log is of another run (another --checkpoint)
-        # or of one killed before its first save; only the user knows which.
-        raise ConfigError(
-            f"metrics log {cfg.metrics} already exists but {cfg.checkpoint} does not "
-            "(a run killed before its first save, or another run's log); choose another "
-            "--metrics, or add --overwrite to start a new run over it"
-        )
-
-
 def _loop(
     cfg: TrainConfig,
     backend: backend_mod.Backend,
@@ -317,6 +298,9 @@ def _loop(
         from pongxp.video import TrainingRecorder  # imageio only when videos are asked for
 
         recorder = TrainingRecorder(cfg, state.episode, progress.message)
+    # The run's rate counts from this process's start (a resume's earlier time
+    # was another process's, perhaps on another machine).
+    first_steps, first_time = state.total_steps, state.elapsed
     while state.episode < cfg.episodes:
         batch_start = time.perf_counter()
         episode, running, steps = state.episode, state.running_reward, state.total_steps
@@ -330,6 +314,7 @@ def _loop(
             steps += stats.steps
             running = stats.reward if episode == 1 else 0.99 * running + 0.01 * stats.reward
             played.append(ep)
+            now = state.elapsed + time.perf_counter() - batch_start
             record = {
                 "episode": episode,
                 "reward": stats.reward,
@@ -337,7 +322,8 @@ def _loop(
                 "steps": stats.steps,
                 "steps_per_s": round(stats.steps / max(stats.seconds, 1e-9), 1),
                 "total_steps": steps,
-                "time": round(state.elapsed + time.perf_counter() - batch_start, 3),
+                "time": round(now, 3),
+                "run_steps_per_s": round((steps - first_steps) / max(now - first_time, 1e-9), 1),
             }
             try:
                 metrics.write(record)
@@ -397,6 +383,7 @@ def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> N
         elapsed=state.elapsed,
         config=replace(cfg, resume=None),
         streams=state.streams,
+        metrics_log=resume.log_location(str(cfg.checkpoint), str(cfg.metrics)),
     )
     try:
         checkpoint.save(cfg.checkpoint, ckpt, keep=cfg.keep)

@@ -23,7 +23,8 @@ actor reports the screen it decides on, and no decision follows the last one.
 The optional input panel beside the screen is the network's input at that
 step: the 80x80 difference frame (+1 white where a pixel appeared, -1 black
 where one vanished, 0 grey), each input pixel drawn 2x2 over the rows of the
-screen it was cropped from.
+screen it was cropped from. Captions in the bands above and below, which the
+network never sees, say what it is.
 """
 
 from __future__ import annotations
@@ -84,6 +85,43 @@ def check_options(
         )
 
 
+# A 3x5 pixel font for the panel's captions: no font file, no text library.
+_GLYPHS = {
+    "A": ("010", "101", "111", "101", "101"),
+    "C": ("011", "100", "100", "100", "011"),
+    "D": ("110", "101", "101", "101", "110"),
+    "E": ("111", "100", "110", "100", "111"),
+    "F": ("111", "100", "110", "100", "100"),
+    "I": ("111", "010", "010", "010", "111"),
+    "K": ("101", "101", "110", "101", "101"),
+    "M": ("101", "111", "111", "101", "101"),
+    "N": ("110", "101", "101", "101", "101"),
+    "O": ("010", "101", "101", "101", "010"),
+    "P": ("110", "101", "110", "100", "100"),
+    "R": ("110", "101", "110", "101", "101"),
+    "T": ("111", "010", "010", "010", "010"),
+    "U": ("101", "101", "101", "101", "111"),
+    "W": ("101", "101", "111", "111", "101"),
+    " ": ("000", "000", "000", "000", "000"),
+}
+CAPTIONS = ("NETWORK INPUT", "FRAME DIFFERENCE")  # above and below the 80x80 field
+_CAPTION_COLOUR = np.array([200, 200, 200], dtype=np.uint8)
+
+
+def _caption(text: str, scale: int = 2) -> np.ndarray:
+    """(5*scale, 4*len(text)*scale) bool mask of ``text`` in the 3x5 font."""
+    rows = ["0".join(_GLYPHS[c][r] for c in text) + "0" for r in range(5)]
+    mask = np.array([[bit == "1" for bit in row] for row in rows])
+    return mask.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _draw_centred(image: np.ndarray, mask: np.ndarray, top: int, bottom: int) -> None:
+    h, w = mask.shape
+    y = top + (bottom - top - h) // 2
+    x = (image.shape[1] - w) // 2
+    image[y : y + h, x : x + w][mask] = _CAPTION_COLOUR
+
+
 def input_panel(cols: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """The network input of one step, drawn at screen scale.
 
@@ -98,9 +136,20 @@ def input_panel(cols: np.ndarray, signs: np.ndarray) -> np.ndarray:
     grid[cols[signs > 0]] = _PANEL_UP
     grid[cols[signs < 0]] = _PANEL_DOWN
     field = grid.reshape(80, 80, 3).repeat(2, axis=0).repeat(2, axis=1)  # (160, 160, 3)
-    panel = np.broadcast_to(_PANEL_OUTSIDE, (210, 160, 3)).copy()
+    panel = _PANEL_BACKGROUND.copy()
     panel[TOP:BOTTOM] = field
     return panel
+
+
+def _panel_background() -> np.ndarray:
+    panel = np.broadcast_to(_PANEL_OUTSIDE, (210, 160, 3)).copy()
+    above, below = CAPTIONS
+    _draw_centred(panel, _caption(above), 0, TOP)
+    _draw_centred(panel, _caption(below), BOTTOM, 210)
+    return panel
+
+
+_PANEL_BACKGROUND = _panel_background()  # drawn once: every frame shares it
 
 
 def compose(

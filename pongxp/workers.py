@@ -126,6 +126,19 @@ def _send(conn: Any, message: tuple[str, Any]) -> None:
         raise RolloutError("a rollout worker process died; see its error above") from None
 
 
+def count_busy(pool: Pool, played: Played, since: float) -> float:
+    """Add an episode about to be handed out to ``pool``'s busy and wall times.
+
+    Both count up to the last episode handed out, so a batch cut short
+    (Ctrl-C) leaves them consistent and the idle share never comes out
+    negative. Returns the time counted up to.
+    """
+    now = time.perf_counter()
+    pool.busy_seconds += played[1].seconds
+    pool.wall_seconds += now - since
+    return now
+
+
 class ActorPool:
     """``num_actors`` actors that share out the slots of each batch as they free up.
 
@@ -179,8 +192,7 @@ class ActorPool:
             for stream in streams:
                 start = time.perf_counter()
                 played = _play_stream(self._local, stream)
-                self.busy_seconds += played[1].seconds
-                self.wall_seconds += time.perf_counter() - start
+                count_busy(self, played, start)
                 yield played
             return
         start = time.perf_counter()
@@ -197,9 +209,7 @@ class ActorPool:
                     # plays while the trainer logs what came back.
                     self._dispatch(conn, pending)
                     arrived[slot] = tuple(played)  # type: ignore[assignment]
-                    self.busy_seconds += played[1].seconds
-            if j == len(streams) - 1:  # not counting the trainer's time after the last
-                self.wall_seconds += time.perf_counter() - start
+            start = count_busy(self, arrived[j], start)
             yield arrived.pop(j)
 
     def _dispatch(self, conn: Any, pending: deque[tuple[int, Stream]]) -> None:

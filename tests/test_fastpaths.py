@@ -238,3 +238,20 @@ def test_pool_plays_each_slot_from_its_stream_whatever_the_actor_count() -> None
     assert_same_episode(one[1][0], actor.play()[0])
     assert_same_episode(one[4][0], actor.play()[0])
     actor.close()
+
+
+def test_a_batch_cut_short_keeps_the_idle_share_between_0_and_1() -> None:
+    """Ctrl-C mid-batch: the episodes handed out so far and the time they took
+    are counted together (the idle share printed on exit once came out negative)."""
+    w = _weights(hidden=16)
+    pool = ActorPool("Pong-v0", 2)
+    try:
+        pool.set_weights(w["W1"], w["W2"])
+        batch = pool.play(fresh_streams(3, 4))
+        next(batch)  # the trainer takes one episode, then is interrupted
+        batch.close()
+        busy, wall = pool.busy_seconds, pool.wall_seconds
+        assert busy > 0
+        assert 0 <= 1 - busy / (pool.num_actors * wall) <= 1, (busy, wall)
+    finally:
+        pool.close()

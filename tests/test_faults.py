@@ -266,7 +266,8 @@ def test_a_worker_process_killed_mid_run_stops_it_with_one_line(tmp_path: Path) 
     assert result[0] == 3
     saved = checkpoint.load(ckpt)
     assert line == (f"error: a rollout worker process died; see its error above; saved episode "
-                    f"{saved.episode} to {ckpt}; continue with --resume {ckpt}")  # fmt: skip
+                    f"{saved.episode} to {ckpt}; continue with: python train.py --resume {ckpt} "
+                    "--device cpu --num-envs 2")  # fmt: skip
 
 
 # -- 2. SIGINT and SIGTERM -------------------------------------------------------------
@@ -305,11 +306,16 @@ def test_signal_saves_a_final_checkpoint_and_exits_cleanly(
     # Everything committed is saved: only the batch in flight may be lost.
     assert played >= 3 and played - saved.episode <= num_envs, (saved.episode, played)
     last = out.strip().splitlines()[-1]
-    assert last == (f"interrupted: saved episode {saved.episode} to {ckpt}; "
-                    f"continue with --resume {ckpt}")  # fmt: skip
-    done = run(train_argv(ckpt, *FAST, "--episodes", str(saved.episode + num_envs),
-                          *batch, "--resume", str(ckpt)))  # fmt: skip
+    hint = f"python train.py --resume {ckpt} --device cpu --num-envs {num_envs}"
+    assert last == f"interrupted: saved episode {saved.episode} to {ckpt}; continue with: {hint}"
+    # The hint as printed (bar a shorter target) continues the same files.
+    command = [sys.executable, str(ROOT / "train.py"), *hint.split()[2:]]
+    done = run([*command, "--episodes", str(saved.episode + num_envs)])
     assert done[0] == 0, done[2]
+    assert checkpoint.load(ckpt).episode == saved.episode + num_envs
+    assert [r["episode"] for r in read_metrics(metrics)] == list(
+        range(1, saved.episode + num_envs + 1)
+    )
 
 
 def test_second_ctrl_c_during_the_final_save_does_not_abort_it(tmp_path: Path) -> None:
@@ -338,6 +344,7 @@ def resumable(small_checkpoint: Path, tmp_path: Path) -> Path:
     """A copy of the session's 2-episode checkpoint to resume (and to keep intact)."""
     ckpt = tmp_path / "run.npz"
     shutil.copyfile(small_checkpoint, ckpt)
+    shutil.copyfile(small_checkpoint.with_suffix(".jsonl"), ckpt.with_suffix(".jsonl"))
     return ckpt
 
 
@@ -419,7 +426,9 @@ def test_unwritable_checkpoint_path_fails_before_any_work(
     monkeypatch.setattr("pongxp.trainer.ActorPool", refuse)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    ckpt = blocker / "run.npz" if where == "parent is a file" else tmp_path
+    ckpt = blocker / "run.npz" if where == "parent is a file" else tmp_path / "dir.npz"
+    if where == "a directory":
+        ckpt.mkdir()
     metrics = tmp_path / "m.jsonl"
     code = cli.train_main(["--checkpoint", str(ckpt), "--metrics", str(metrics), *FAST])
     out, err = capsys.readouterr()
@@ -520,6 +529,7 @@ def test_overflowing_optimizer_state_is_caught_before_it_is_saved(
     checkpoint.save(path, ckpt)
     good = tmp_path / "good.npz"
     shutil.copyfile(path, good)
+    shutil.copyfile(small_checkpoint.with_suffix(".jsonl"), path.with_suffix(".jsonl"))
     # First run: save each episode, so episode 3 is saved if its update is fine.
     result = run(train_argv(path, *FAST, "--episodes", "4", "--checkpoint-every", "1",
                             "--resume", str(path)))  # fmt: skip
@@ -537,7 +547,8 @@ def test_overflowing_optimizer_state_is_caught_before_it_is_saved(
     [
         (("--episodes", "0"), "--episodes must be a positive integer"),
         (("--episodes", "-5"), "--episodes must be a positive integer"),
-        (("--batch-size", "0"), "--batch-size must be a positive integer"),
+        (("--batch-size", "0"), "--batch-size must be an integer from 1 to 1024"),
+        (("--batch-size", "1000000000"), "--batch-size must be an integer from 1 to 1024"),
         (("--hidden", "-1"), "--hidden must be a positive integer"),
         (("--num-envs", "0"), "--num-envs must be auto or an integer from 1 to 512"),
         (("--num-envs", "many"), "--num-envs must be auto or an integer"),

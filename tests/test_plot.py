@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,9 +76,22 @@ def test_bad_metrics_files_give_one_line(tmp_path: Path) -> None:
     foreign.write_text('{"loss": 1.0}\n')
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(bytes(range(128, 256)))
-    for path in (tmp_path / "missing.jsonl", empty, foreign, binary):
-        with pytest.raises(PlotError, match=str(path)):
+    nan = tmp_path / "nan.jsonl"  # json.dumps writes NaN, and reads it back
+    nan.write_text("".join(
+        json.dumps({"episode": e, "reward": float("nan"), "running_reward": float("nan"),
+                    "time": float(e)}) + "\n" for e in (1, 2, 3)
+    ))  # fmt: skip
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    expected = {
+        nan: "has no finite episode reward to plot",
+        fifo: "is not a regular file",
+        tmp_path / "missing.jsonl": "does not exist",
+    }
+    for path in (tmp_path / "missing.jsonl", empty, foreign, binary, nan, fifo):
+        with pytest.raises(PlotError, match=str(path)) as raised:
             load_run(path)
+        assert expected.get(path, "") in str(raised.value)
         proc = run_cli("plot", str(path), "-o", str(tmp_path / "x.png"))
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -12,8 +12,10 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, cli_env
 
+from pongxp.metrics import read as read_metrics
 from pongxp.progress import Progress, episode_line
 
 RECORD = {
@@ -24,6 +26,7 @@ RECORD = {
     "steps_per_s": 2345.6,
     "total_steps": 4000,
     "time": 2.0,
+    "run_steps_per_s": 4321.0,
 }
 SMALL = ("--episodes", "2", "--batch-size", "1", "--hidden", "16", "--device", "cpu")
 
@@ -36,7 +39,8 @@ def test_plain_lines_when_not_a_terminal() -> None:
     progress.close()
     assert out.getvalue().splitlines() == ["hello", episode_line(RECORD)]
     assert episode_line(RECORD) == (
-        "episode      3 | reward -20 | running  -20.50 | steps  1234 |   2346 steps/s"
+        "episode      3 | reward -20 | running  -20.50 | steps  1234 | "
+        "run   4321 steps/s, actor  2346"
     )
 
 
@@ -49,9 +53,12 @@ def test_quiet_keeps_messages_only() -> None:
     assert out.getvalue() == "hello\n"
 
 
-def test_train_prints_one_line_per_episode_to_a_pipe(train_cli) -> None:
+def test_train_prints_one_line_per_episode_to_a_pipe(train_cli, tmp_path: Path) -> None:
     proc = train_cli(*SMALL)
     assert proc.returncode == 0, proc.stderr
+    # The run's rate: every step played by this process over its training time.
+    for r in read_metrics(tmp_path / "run.jsonl"):
+        assert r["run_steps_per_s"] == pytest.approx(r["total_steps"] / r["time"], rel=1e-2)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("episode ")]
     assert [line.split("|")[0].split() for line in lines] == [["episode", "1"], ["episode", "2"]]
     assert "\r" not in proc.stdout  # no bar redraws in a log file
@@ -89,9 +96,9 @@ def test_train_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
         proc.wait(timeout=120)
     assert proc.returncode == 0
     screen = b"".join(chunks).decode("utf-8", errors="replace")
-    assert "2/2 [" in screen  # episodes done / total, then elapsed<ETA
-    assert "<00:00" in screen  # the ETA once done
-    assert "running=-2" in screen and "steps_s=" in screen
+    assert "2/2 ep [" in screen  # episodes done / total, then the elapsed time
+    assert "<" not in screen  # no ETA: episodes grow longer as the agent learns
+    assert "running=-2" in screen and "run_steps_s=" in screen
     assert "\r" in screen  # the bar redraws in place
     # Each episode's line scrolls above the bar.
     assert "episode      1 |" in screen and "episode      2 |" in screen

@@ -247,11 +247,26 @@ def not_ray_port() -> Iterator[int]:
     server.close()
 
 
-@pytest.mark.parametrize("case", ["closed port", "not Ray", "RAY_ADDRESS"])
+@pytest.fixture
+def grpc_port() -> Iterator[int]:
+    """A port where a gRPC server with no services answers (HTTP/2, but not Ray)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(grace=None)
+
+
+@pytest.mark.parametrize("case", ["closed port", "not Ray", "gRPC, not Ray", "RAY_ADDRESS"])
 def test_unreachable_ray_address_fails_in_one_line_before_any_work(
-    case: str, closed_port: int, not_ray_port: int, tmp_path: Path
+    case: str, closed_port: int, not_ray_port: int, grpc_port: int, tmp_path: Path
 ) -> None:
-    port = not_ray_port if case == "not Ray" else closed_port
+    ports = {"not Ray": not_ray_port, "gRPC, not Ray": grpc_port}
+    port = ports.get(case, closed_port)
     address = f"127.0.0.1:{port}"
     given = () if case == "RAY_ADDRESS" else ("--ray-address", address)
     env = {"RAY_ADDRESS": address} if case == "RAY_ADDRESS" else {}
@@ -261,7 +276,7 @@ def test_unreachable_ray_address_fails_in_one_line_before_any_work(
     line = error_line(result)
     assert result[0] == 2
     assert time.monotonic() - began < 30
-    if case == "not Ray":
+    if case in ports:
         assert line == (
             f"error: {address} (--ray-address) does not answer as a Ray cluster; use the "
             "address `ray start --head` printed (its GCS port, 6379 by default)"

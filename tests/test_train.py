@@ -135,8 +135,20 @@ def test_resume_from_format_1_checkpoint_continues(small_checkpoint: Path, tmp_p
     old = tmp_path / "old.npz"
     np.savez(old, **arrays)
     assert checkpoint.load(old).streams == []
-    proc = run_cli("train.py", "--resume", str(old), "--episodes", "3", "--device", "cpu",
-                   "--checkpoint", str(old), "--metrics", str(tmp_path / "old.jsonl"))  # fmt: skip
+    proc = run_cli(
+        "train.py",
+        "--resume",
+        str(old),
+        "--episodes",
+        "3",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        str(old),
+        "--metrics",
+        str(tmp_path / "old.jsonl"),
+        "--overwrite",
+    )  # fmt: skip  (its log was not kept)
     assert proc.returncode == 0, proc.stderr
     assert "format-1 checkpoint" in proc.stdout
     assert checkpoint.load(old).episode == 3

@@ -252,3 +252,16 @@ def test_unwritable_video_path_is_one_line_before_any_play(
     assert err.startswith(f"error: cannot write video {out}: ") and err.count("\n") == 1, err
     assert err.endswith("; choose a writable path\n"), err
     assert list(out.parent.iterdir()) == []
+
+
+def test_the_input_panel_is_captioned_outside_what_the_network_sees() -> None:
+    from pongxp.preprocess import BOTTOM, TOP
+    from pongxp.video import _caption, input_panel
+
+    panel = input_panel(np.array([0, 6399]), np.array([1, -1], dtype=np.int8))
+    caption = np.all(panel == (200, 200, 200), axis=-1)
+    above, below = caption[:TOP], caption[BOTTOM:]
+    # Each band holds exactly its caption's lit pixels; the field none.
+    assert above.sum() == _caption("NETWORK INPUT").sum() > 0
+    assert below.sum() == _caption("FRAME DIFFERENCE").sum() > 0
+    assert not caption[TOP:BOTTOM].any()
