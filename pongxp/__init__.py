@@ -22,6 +22,7 @@ The package is one module per job:
 - ``evaluate``    plays N games from a checkpoint: score and win rate
 - ``plot``        learning curves from metrics logs (matplotlib, extra ``plot``)
 - ``video``       MP4/GIF of the agent playing, at game speed (imageio, extra ``video``)
+- ``weights_picture`` W1's rows as 80x80 images, what the network learned (Pillow, extra ``plot``)
 - ``extras``      imports optional dependencies, naming the pip extra when missing
 - ``cli``         the ``train.py`` / ``python -m pongxp`` command line
 """

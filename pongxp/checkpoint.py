@@ -27,6 +27,7 @@ import shutil
 import time
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,31 @@ def check_writable(
             probe.unlink()
         reason = exc.strerror or type(exc).__name__
         raise error(f"cannot write {what} {path}: {reason}; choose a writable path") from None
+
+
+@contextlib.contextmanager
+def replaced_whole(
+    path: Path, what: str, error: type[Exception] = CheckpointError
+) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; renamed over ``path`` when
+    the block ends without an error, deleted in any case.
+
+    So a file that others read (a video, a picture) is replaced whole or not at
+    all, and an interrupted write leaves no half-written file behind. The
+    temporary name keeps ``path``'s suffix, for writers that go by it.
+
+    Raises:
+        ``error``: one line, for an OSError in the block or in the rename.
+    """
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise error(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _fsync_dir(directory: Path) -> None:

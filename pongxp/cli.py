@@ -490,12 +490,54 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def weights_main(argv: Sequence[str] | None = None, prog: str = "pongxp weights") -> int:
+    from pongxp.weights_picture import COLUMNS, MAX_SCALE
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Draw what the network learned: each row of W1 (one hidden unit's "
+        "weights on the 6400 input pixels) as an 80x80 image, white for positive, black "
+        "for negative, grey for 0, each tile scaled to its own largest weight. Needs the "
+        "plot extra.",
+    )
+    parser.add_argument("checkpoint", help="an agent file or training checkpoint (.npz)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="the .png to write (default: runs/<checkpoint name>-weights.png)",
+    )
+    parser.add_argument(
+        "--units", type=int, default=None, help="draw the first N hidden units (default: all)"
+    )
+    parser.add_argument(
+        "--columns", type=int, default=COLUMNS, help=f"tiles per row (default {COLUMNS})"
+    )
+    parser.add_argument(
+        "--scale", type=int, default=1, help=f"integer upscale, 1 to {MAX_SCALE} (default 1)"
+    )
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _weights(args))
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from pongxp.weights_picture import write_picture
+
+    pic = write_picture(args.checkpoint, args.output, args.units, args.columns, args.scale)
+    print(
+        f"wrote {pic.path}: {pic.units} hidden units as 80x80 tiles, "
+        f"{pic.width}x{pic.height} pixels, trained {pic.trained_episodes} episodes"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": ("train the agent", train_main),
     "evaluate": ("play games from a checkpoint: score and win rate", evaluate_main),
     "plot": ("learning curves from metrics logs to an image (plot extra)", plot_main),
     "video": ("MP4/GIF of the agent playing (video extra)", video_main),
     "export": ("a checkpoint's weights alone, as a small agent file", export_main),
+    "weights": ("W1's rows as 80x80 images: what the network learned (plot extra)", weights_main),
 }
 
 

@@ -29,7 +29,6 @@ network never sees, say what it is.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pongxp.checkpoint import check_writable
+from pongxp.checkpoint import check_writable, replaced_whole
 from pongxp.config import TrainConfig, check_number
 from pongxp.extras import install_hint, require
 from pongxp.preprocess import BOTTOM, TOP
@@ -419,8 +418,7 @@ def record(
     check_writable(path, "video", VideoError)
     if note and say is not None:
         say(note)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with replaced_whole(path, "video", VideoError) as tmp:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = open_writer(fmt, tmp)
         max_frames = None if max_seconds is None else max(1, round(max_seconds * writer.fps))
@@ -431,12 +429,6 @@ def record(
             recorder.finish()
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise VideoError(f"cannot write video {path}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     return Recording(path, fmt, writer.fps, recorder.frames, recorder.emulator_frames, stats)
 
 
