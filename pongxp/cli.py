@@ -35,6 +35,7 @@ FROM_CHECKPOINT = (
     "checkpoint_every",
     "keep",
     "video_every",
+    "tensorboard",
 )
 
 
@@ -181,6 +182,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="record a video of one extra episode (own emulator, same weights) each K "
         "episodes into <checkpoint>-videos/; needs the video extra (default 0: off)",
+    )
+    run.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        default=None,
+        help="also write TensorBoard event files into DIR as the run trains (global step: "
+        "emulator steps); view with `tensorboard --logdir DIR`; a resume keeps writing "
+        "there; needs the tensorboard extra (default: off)",
+    )
+    run.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_const",
+        const="",
+        help="on a resume, stop writing the checkpoint's TensorBoard event files",
     )
     run.add_argument(
         "--overwrite",
@@ -531,6 +547,32 @@ def _weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def tensorboard_main(argv: Sequence[str] | None = None, prog: str = "pongxp tensorboard") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Write finished runs' metrics logs as TensorBoard event files, each "
+        "into DIR/<log name>, with the curves train.py --tensorboard writes per episode "
+        "(global step: emulator steps). View with `tensorboard --logdir DIR`. "
+        "Needs the tensorboard extra.",
+    )
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="metrics .jsonl files")
+    parser.add_argument("directory", metavar="DIR", help="TensorBoard log directory")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace event files already in DIR/<log name>"
+    )
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: _tensorboard(args))
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    from pongxp.tensorboard_log import convert_logs
+
+    for run in convert_logs(args.logs, args.directory, args.overwrite):
+        print(f"wrote {run.directory}: {run.episodes} episodes, {run.last_step:,} emulator steps")
+    print(f"view with: tensorboard --logdir {args.directory}")
+    return 0
+
+
 COMMANDS = {
     "train": ("train the agent", train_main),
     "evaluate": ("play games from a checkpoint: score and win rate", evaluate_main),
@@ -538,6 +580,10 @@ COMMANDS = {
     "video": ("MP4/GIF of the agent playing (video extra)", video_main),
     "export": ("a checkpoint's weights alone, as a small agent file", export_main),
     "weights": ("W1's rows as 80x80 images: what the network learned (plot extra)", weights_main),
+    "tensorboard": (
+        "metrics logs to TensorBoard event files (tensorboard extra)",
+        tensorboard_main,
+    ),
 }
 
 
@@ -556,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: unknown command {argv[0]!r}; use one of: {known}", file=out)
         print(f"usage: {program} {{" + ",".join(COMMANDS) + "} [options]", file=out)
         for name, (summary, _) in COMMANDS.items():
-            print(f"  {name:<9} {summary}", file=out)
+            print(f"  {name:<12} {summary}", file=out)
         print(f"each command has --help, e.g. {program} evaluate --help; --version", file=out)
         return 0 if out is sys.stdout else 2
     return COMMANDS[argv[0]][1](argv[1:], prog=f"{program} {argv[0]}")

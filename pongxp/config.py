@@ -139,6 +139,7 @@ class TrainConfig:
     keep: int = 1  # how many checkpoints to keep
     metrics: str | None = None
     video_every: int = 0  # episodes between training videos; 0 = none
+    tensorboard: str = ""  # directory for TensorBoard event files; "" = none
     resume: str | None = None
     # A fresh run may replace an existing checkpoint/log; a resume may replace
     # another run's, or start a new log where its own is lost (resume.py).
@@ -187,6 +188,7 @@ class TrainConfig:
         if check_env:
             check_env_id(self.env_id)
         check_number("--video-every", self.video_every, 0, note=" (0: off)")
+        self._check_tensorboard()
         return self
 
     def num_actors(self, cores: int | None = None, where: str = "usable cores") -> tuple[int, str]:
@@ -237,6 +239,16 @@ class TrainConfig:
         for name, value in (("--checkpoint", self.checkpoint), ("--resume", self.resume)):
             if value is not None and os.path.abspath(value) == metrics:
                 raise ConfigError(f"--metrics must not be the same file as {name} ({value})")
+
+    def _check_tensorboard(self) -> None:
+        if not isinstance(self.tensorboard, str):
+            raise ConfigError(f"--tensorboard must be a directory path, got {self.tensorboard!r}")
+        if not self.tensorboard:
+            return
+        mine = os.path.abspath(self.tensorboard)
+        for name, value in (("--checkpoint", self.checkpoint), ("--metrics", self.metrics)):
+            if os.path.abspath(value) == mine:
+                raise ConfigError(f"--tensorboard must be a directory of its own, not {name}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

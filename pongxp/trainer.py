@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pongxp import backend as backend_mod
-from pongxp import checkpoint, resume
+from pongxp import checkpoint, resume, tensorboard_log
 from pongxp.batch import stack
 from pongxp.config import INPUT_SIZE, TrainConfig
 from pongxp.metrics import MetricsLog
@@ -146,6 +146,7 @@ def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py
         # Fail on an unwritable path now, not at the first save an interval later.
         checkpoint.check_writable(cfg.checkpoint, "checkpoint")
         checkpoint.check_writable(cfg.metrics, "metrics log")
+        tensorboard_log.check_training(cfg)
 
     actors: Pool
     if cfg.actors == "ray":  # on a cluster, the number of actors is known once joined
@@ -179,11 +180,12 @@ def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py
             if not resumed.streams:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
         metrics = MetricsLog(cfg.metrics, files.log_records)
+        board = tensorboard_log.open_for_training(cfg, state.total_steps if resumed else None, say)
         latest = _Latest(state)
         training = True
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
-            state = _loop(cfg, backend, actors, latest, metrics, progress)
+            state = _loop(cfg, backend, actors, latest, metrics, progress, board)
         except KeyboardInterrupt:
             state = latest.state
             with _signals_ignored():  # we are exiting anyway
@@ -203,6 +205,9 @@ def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py
             signal.signal(signal.SIGTERM, previous_sigterm)
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
                 metrics.close()
+            if board is not None:
+                with contextlib.suppress(OSError):
+                    board.close()
         _save(cfg, state, backend)
         latest.saved = True
         say(
@@ -217,6 +222,7 @@ def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py
             # resume, so its log must not make the rerun ask for --overwrite.
             with contextlib.suppress(OSError):
                 os.unlink(cfg.metrics)
+            tensorboard_log.discard(cfg)
         out_of_memory = backend.out_of_memory(exc, _memory_tips(cfg, training))
         if out_of_memory is None:
             raise
@@ -289,6 +295,7 @@ def _loop(
     latest: _Latest,
     metrics: MetricsLog,
     progress: Progress,
+    board: tensorboard_log.TensorBoardLog | None = None,
 ) -> Committed:
     xp = backend.xp
     state = latest.state
@@ -303,6 +310,7 @@ def _loop(
     first_steps, first_time = state.total_steps, state.elapsed
     while state.episode < cfg.episodes:
         batch_start = time.perf_counter()
+        before = state
         episode, running, steps = state.episode, state.running_reward, state.total_steps
         actors.set_weights(*(backend.to_host(state.params[k]) for k in ("W1", "W2")))
 
@@ -333,8 +341,12 @@ def _loop(
                     f"{_kept(cfg, latest, last_saved)}"
                 ) from exc
             progress.episode(record)
+            if board is not None:
+                board.episode(record)
 
         device_batch = backend.batch_to_device(stack(played), INPUT_SIZE)
+        backend.sync()  # the upload is done: time the update alone
+        update_start = time.perf_counter()
         # Overflow is reported once, clearly, by the finiteness check below, not
         # as NumPy warnings (CuPy does not warn).
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -347,6 +359,8 @@ def _loop(
                 cfg.decay_rate,
                 xp,
             )
+        backend.sync()
+        update_seconds = time.perf_counter() - update_start
         # The RMSProp cache too: g**2 can overflow while g and W stay finite, and a
         # checkpoint holding an inf cache could never be resumed.
         if not (all_finite(grads, xp) and all_finite(params, xp) and all_finite(cache, xp)):
@@ -364,6 +378,8 @@ def _loop(
             streams,
         )
         latest.state = state
+        if board is not None:  # before the save: the points up to it are then on disk
+            board.batch(before, state, grads, update_seconds, actors, backend)
         if state.episode - last_saved >= cfg.checkpoint_every:
             _save(cfg, state, backend)
             latest.saved = True

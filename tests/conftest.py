@@ -87,6 +87,16 @@ def run_cli_without(
     )  # fmt: skip
 
 
+@pytest.fixture
+def no_actors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if training starts its emulators: its checks must come first."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the emulators were started before the check")
+
+    monkeypatch.setattr("pongxp.trainer.ActorPool", refuse)
+
+
 def train_small(out: Path, name: str, *flags: str) -> Path:
     """Train a tiny real run (hidden 16, batch 1, CPU) into ``out``; return its checkpoint."""
     proc = run_cli(

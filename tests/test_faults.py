@@ -412,18 +412,11 @@ def test_directory_turning_read_only_keeps_the_previous_checkpoint(tmp_path: Pat
 
 
 @pytest.mark.parametrize("where", ["parent is a file", "a directory"])
+@pytest.mark.usefixtures("no_actors")
 def test_unwritable_checkpoint_path_fails_before_any_work(
-    where: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In this process, with starting the emulators made to fail the test."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the emulators were started before the check")
-
-    monkeypatch.setattr("pongxp.trainer.ActorPool", refuse)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     ckpt = blocker / "run.npz" if where == "parent is a file" else tmp_path / "dir.npz"

@@ -272,7 +272,8 @@ def test_unknown_commands_are_named_and_there_is_a_version() -> None:
     proc = pongxp("foo")
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == (
-        "error: unknown command 'foo'; use one of: train, evaluate, plot, video, export"
+        "error: unknown command 'foo'; use one of: train, evaluate, plot, video, export, "
+        "weights, tensorboard"
     )
     version = pongxp("--version")
     assert version.returncode == 0 and version.stdout.startswith("pongxp 0.")
