@@ -247,7 +247,7 @@ class TrainConfig:
             return
         mine = os.path.abspath(self.tensorboard)
         for name, value in (("--checkpoint", self.checkpoint), ("--metrics", self.metrics)):
-            if os.path.abspath(value) == mine:
+            if value is not None and os.path.abspath(value) == mine:
                 raise ConfigError(f"--tensorboard must be a directory of its own, not {name}")
 
     def to_json(self) -> str:
