@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli_without
+from conftest import needs, run_cli_without
 from test_faults import error_line, finish, logged, start, train_argv, wait_for
 from test_train import records, weights
 
@@ -248,6 +248,7 @@ def not_ray_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("case", ["closed port", "not Ray", "RAY_ADDRESS"])
+@needs("ray", "ray")
 def test_unreachable_ray_address_fails_in_one_line_before_any_work(
     case: str, closed_port: int, not_ray_port: int, tmp_path: Path
 ) -> None:
