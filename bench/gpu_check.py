@@ -711,7 +711,7 @@ def run_all(args: argparse.Namespace, report: Report, cores: int) -> None:
             return
         outcomes = out / f"pytest-{part}.jsonl"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--pytest-child", str(outcomes)]
-        cmd += ["-m", marker, "-q", "-rs", "-p", "no:cacheprovider", *args.tests]
+        cmd += ["-m", marker, "-v", "-rs", "-p", "no:cacheprovider", *args.tests]
         print(f"... {name}: pytest -m '{marker}', up to {limit:.0f} s", flush=True)
         run = run_part(cmd, out / "pytest.log", limit, env)
         report.parts[part] = run
@@ -792,11 +792,15 @@ def train_part(
     check = train_check(device, run, summary)
     cpu = report.training.get("cpu")
     if device == "gpu" and summary is not None and cpu is not None:
-        check.detail += (
-            f"; vs CPU: {summary['steps_per_s'] / cpu['steps_per_s']:.2f}x the steps/s, update "
-            f"{cpu['update_per_batch_median_s'] / summary['update_per_batch_median_s']:.1f}x faster"
-        )
+        check.detail += "; " + versus_cpu(summary, cpu)
     report.add(check)
+
+
+def versus_cpu(gpu: dict[str, Any], cpu: dict[str, Any]) -> str:
+    """The GPU run against the CPU run, in one phrase."""
+    steps = gpu["steps_per_s"] / cpu["steps_per_s"]
+    update = cpu["update_per_batch_median_s"] / gpu["update_per_batch_median_s"]
+    return f"vs CPU: {steps:.2f}x the steps/s, the update {update:.1f}x as fast"
 
 
 if __name__ == "__main__":

@@ -144,3 +144,38 @@ def test_cpu_only_training_part_times_every_update(tmp_path: Path) -> None:
     ]  # fmt: skip
     summary = (out / "gpu-check.md").read_text()
     assert "| train --device cpu | passed |" in summary and "| cpu | 1 | 2 | 4 |" in summary
+
+
+def bench_row(device: str, frames: str, dtype: str, steps: int, ms: float) -> dict:
+    return {"device": device, "frames": frames, "dtype": dtype, "steps": steps,
+            "status": "ok", "update_s": ms / 1e3}  # fmt: skip
+
+
+@pytest.mark.parametrize(("gpu_ms", "status"), [(9.0, "passed"), (11.0, "failed")])
+def test_the_speedup_goal_is_the_gpu_sparse_float32_update_at_50k_steps(
+    gpu_ms: float, status: str
+) -> None:
+    bench_update = gpu_check.bench_module("bench_update")
+    rows = [
+        bench_row("cpu", "sparse CSR", "float32", 50_000, 300.0),  # the best CPU row
+        bench_row("cpu", "sparse CSR", "float64", 50_000, 500.0),
+        bench_row("gpu", "sparse CSR", "float64", 50_000, 1.0),  # not training's dtype
+        bench_row("gpu", "sparse CSR", "float32", 50_000, gpu_ms),
+        {"device": "gpu", "frames": "dense", "dtype": "float64", "steps": 100_000,
+         "status": "skipped: dense X alone is 5.1 GB (--gpu-dense-max-steps)"},
+    ]  # fmt: skip
+    bench_update.add_speedups(rows)
+    run = gpu_check.PartRun(["bench"], "bench-update.log", 150.0, 60.0, 0, False)
+    ran, goal = gpu_check.bench_checks(run, {"update": rows, "name": "update-gpu"}, gpu=True)
+    assert ran.status == "passed"
+    assert goal.status == status
+    assert goal.detail.startswith(f"{300 / gpu_ms:.1f}x: GPU sparse float32 {gpu_ms:.1f} ms")
+    rows.append({**rows[0], "device": "gpu", "steps": 1000, "status": "error: OutOfMemoryError"})
+    ran, _ = gpu_check.bench_checks(run, {"update": rows, "name": "update-gpu"}, gpu=True)
+    assert ran.status == "failed" and "OutOfMemoryError" in ran.detail
+
+
+def test_gpu_training_is_compared_with_the_cpu_run() -> None:
+    cpu = {"steps_per_s": 10_000.0, "update_per_batch_median_s": 0.2}
+    gpu = {"steps_per_s": 12_500.0, "update_per_batch_median_s": 0.004}
+    assert gpu_check.versus_cpu(gpu, cpu) == "vs CPU: 1.25x the steps/s, the update 50.0x as fast"
