@@ -85,6 +85,7 @@ class PartRun:
     seconds: float = 0.0
     returncode: int | None = None
     timed_out: bool = False
+    last_line: str = ""  # of the log, when it failed
 
 
 def run_part(
@@ -116,6 +117,8 @@ def run_part(
             if proc.poll() is None:  # Ctrl-C or SIGTERM while waiting
                 _stop_group(proc)
     result.seconds = round(time.perf_counter() - started, 1)
+    if result.returncode != 0:
+        result.last_line = last_line(log)
     return result
 
 
@@ -180,9 +183,10 @@ class OutcomeRecorder:
         reason = ""
         if report.skipped:
             reason = _skip_reason(report)
-        elif report.failed:
+        elif report.failed:  # pytest's first "E   ..." line says what went wrong
             text = report.longreprtext.strip().splitlines()
-            reason = text[-1][:300] if text else ""
+            said = [line[1:].strip() for line in text if line.startswith("E ")]
+            reason = (said or text or [""])[0][:300]
         gpu = "gpu" in report.keywords
         self._write(Outcome(report.nodeid, outcome, report.when, gpu, reason, report.duration))
 
@@ -193,6 +197,13 @@ class OutcomeRecorder:
 def _skip_reason(report: Any) -> str:
     text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     return str(text).removeprefix("Skipped: ")
+
+
+def last_line(log: Path) -> str:
+    """The last line a part wrote to its log (its error, when it failed)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    said = [line.strip() for line in lines if line.strip() and not line.startswith("[gpu_check")]
+    return said[-1][:300] if said else ""
 
 
 def read_outcomes(path: Path) -> list[Outcome]:
@@ -262,7 +273,7 @@ def bench_checks(
         return Check("update benchmark", NOT_RUN, "out of time"), Check(goal, NOT_RUN, "")
     if record is None:
         why = "stopped at its time limit" if run.timed_out else f"exited {run.returncode}"
-        detail = f"{why}, no results written (rows so far in {run.log})"
+        detail = f"{why}, no results written (rows so far in {run.log}: {run.last_line})"
         return Check("update benchmark", FAILED, detail), Check(goal, NOT_RUN, "no results")
     rows = record["update"]
     wanted = ("cpu", "gpu") if gpu else ("cpu",)
@@ -425,7 +436,7 @@ def train_check(device: str, run: PartRun | None, summary: dict[str, Any] | None
         return Check(name, NOT_RUN, "out of time")
     if summary is None or run.returncode != 0:
         why = "stopped at its time limit" if run.timed_out else f"exited {run.returncode}"
-        return Check(name, FAILED, f"{why} (log {run.log})")
+        return Check(name, FAILED, f"{why}: {run.last_line} (log {run.log})")
     s = summary
     steady = f", {s['steady_steps_per_s']:,.0f} after batch 1" if "steady_steps_per_s" in s else ""
     share = s.get("steady_update_share", s["update_share"])
@@ -442,14 +453,39 @@ def train_check(device: str, run: PartRun | None, summary: dict[str, Any] | None
 
 # -- setup ---------------------------------------------------------------------------
 def probe_gpu() -> str | None:
-    """None when CuPy can run a kernel on a CUDA device, else why not (one line)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        from pongxp.backend import gpu_available
-    except ImportError as exc:
-        return f"cannot import pongxp from {ROOT} ({exc})"
+    """None when CuPy can run a kernel on a CUDA device, else why not (one line).
+
+    Raises:
+        ImportError: pongxp itself cannot be imported (the wheels may bring what it needs).
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from pongxp.backend import gpu_available
+
     usable, reason = gpu_available()
     return None if usable else reason
+
+
+def prepare(args: argparse.Namespace) -> str:
+    """The GPU probe (first, so that a machine without one is told at once) and the
+    wheels; what was installed.
+
+    Raises:
+        Stop: no usable GPU, or missing modules that the wheels do not bring.
+    """
+    setup = None
+    if not args.cpu_only:
+        try:
+            problem = probe_gpu()
+        except ImportError:  # pongxp needs a module that only the wheels bring
+            setup = install_wheels(args.wheels, args.site)
+            try:
+                problem = probe_gpu()
+            except ImportError as exc:
+                raise Stop(f"cannot import pongxp from {ROOT} ({exc})") from exc
+        if problem is not None:
+            raise Stop(f"no usable GPU: {problem}; nothing was run (--cpu-only runs the rest)")
+    return setup or install_wheels(args.wheels, args.site)
 
 
 def missing_modules() -> list[str]:
@@ -643,11 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     started = time.perf_counter()
     try:
-        if not args.cpu_only:
-            problem = probe_gpu()
-            if problem is not None:
-                raise Stop(f"no usable GPU: {problem}; nothing was run (--cpu-only runs the rest)")
-        setup = install_wheels(args.wheels, args.site)
+        setup = prepare(args)
         if args.out.exists() and not args.out.is_dir():
             raise Stop(f"{args.out} is not a directory")
         args.out.mkdir(parents=True, exist_ok=True)
