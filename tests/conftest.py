@@ -9,6 +9,7 @@ and the session fails if anything was written there.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -35,6 +36,15 @@ def hermetic_cwd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.chdir(before)
     left = sorted(p.name for p in cwd.iterdir())
     assert not left, f"tests wrote into the working directory: {left}; use tmp_path"
+
+
+def needs(module: str, extra: str) -> pytest.MarkDecorator:
+    """Skip a test, with the reason, where ``module`` of pongxp's pip ``extra`` is not
+    installed (e.g. a GPU machine without Ray or an ffmpeg binary)."""
+    missing = importlib.util.find_spec(module) is None
+    return pytest.mark.skipif(
+        missing, reason=f"needs {module} (pongxp[{extra}]), which is not installed here"
+    )
 
 
 def cli_env() -> dict[str, str]:

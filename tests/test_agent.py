@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import needs, run_cli
 
 from pongxp import checkpoint
 from pongxp.evaluate import load_actor
@@ -92,14 +92,15 @@ def test_agent_file_cannot_be_resumed(agent_file: Path, tmp_path: Path) -> None:
     assert len(lines) == 1 and "is an agent file" in lines[0], proc.stderr
 
 
-def test_export_then_evaluate_and_video_from_the_agent_file(
-    small_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)  # video's default output goes to runs/ under here
-    out = tmp_path / "pretrained" / "pong.npz"
+def export_agent(small_checkpoint: Path, out: Path) -> None:
     proc = run_cli("export", str(small_checkpoint), str(out))
     assert proc.returncode == 0, proc.stderr
     assert "trained 2 episodes" in proc.stdout and out.stat().st_size < 1_000_000
+
+
+def test_export_then_evaluate_the_agent_file(small_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pretrained" / "pong.npz"
+    export_agent(small_checkpoint, out)
     again = run_cli("export", str(small_checkpoint), str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert run_cli("export", str(small_checkpoint), str(tmp_path / "x.pt")).returncode == 2
@@ -107,6 +108,17 @@ def test_export_then_evaluate_and_video_from_the_agent_file(
     evaluated = run_cli("evaluate", str(out), "--episodes", "1", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["trained_episodes"] == 2
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pong.npz"]
+
+
+@needs("imageio", "video")
+@needs("imageio_ffmpeg", "video")
+def test_video_from_the_agent_file(
+    small_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # video's default output goes to runs/ under here
+    out = tmp_path / "pretrained" / "pong.npz"
+    export_agent(small_checkpoint, out)
     video = run_cli("video", str(out), "--max-seconds", "0.5")
     assert video.returncode == 0, video.stderr
     assert (tmp_path / "runs" / "pong.mp4").stat().st_size > 0

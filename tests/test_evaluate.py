@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import needs, run_cli
 
 from pongxp import checkpoint
 from pongxp.evaluate import evaluate
@@ -91,7 +91,9 @@ def _bad_checkpoints(tmp: Path, good: Path) -> dict[str, Path]:
     }
 
 
-@pytest.mark.parametrize("command", ["evaluate", "video"])
+@pytest.mark.parametrize(
+    "command", ["evaluate", pytest.param("video", marks=needs("imageio", "video"))]
+)
 def test_bad_checkpoint_paths_give_one_line(
     command: str, small_checkpoint: Path, tmp_path: Path
 ) -> None:

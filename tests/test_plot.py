@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, run_cli_without, train_small
-from PIL import Image
+from conftest import ROOT, needs, run_cli, run_cli_without, train_small
 
 from pongxp import cli
 from pongxp.plot import PlotError, load_run
+
+# Drawing needs the plot extra; PIL, to read the images back, comes with matplotlib.
+PLOT = needs("matplotlib", "plot")
 
 # matplotlib's default colours C0 and C1: the first and second run.
 BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
@@ -29,11 +31,23 @@ def two_runs(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def colour_pixels(png: Path, rgb: tuple[int, int, int]) -> int:
+    from PIL import Image
+
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
     return int(np.all(pixels == rgb, axis=1).sum())
 
 
+def image_format(data: bytes) -> str | None:
+    """The format PIL reads in ``data``, e.g. "JPEG"."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).format
+
+
+@PLOT
 def test_two_runs_on_one_png_of_the_asked_size(two_runs: list[Path], tmp_path: Path) -> None:
+    from PIL import Image
+
     out = tmp_path / "curves" / "curve.png"
     proc = run_cli(
         "plot", *map(str, two_runs), "--label", "seed 0", "--label", "seed 1",
@@ -49,7 +63,10 @@ def test_two_runs_on_one_png_of_the_asked_size(two_runs: list[Path], tmp_path: P
     assert colour_pixels(out, ORANGE) > 50
 
 
+@PLOT
 def test_one_run_uses_one_colour(two_runs: list[Path], tmp_path: Path) -> None:
+    from PIL import Image
+
     out = tmp_path / "one.png"
     proc = run_cli("plot", str(two_runs[1]), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -69,6 +86,7 @@ def test_load_run_reads_the_log_columns(two_runs: list[Path]) -> None:
     assert np.all(np.diff(run.time) > 0)  # cumulative training seconds
 
 
+@PLOT
 def test_bad_metrics_files_give_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -114,11 +132,12 @@ def test_missing_matplotlib_names_the_extra(two_runs: list[Path], tmp_path: Path
 @pytest.mark.parametrize(
     ("suffix", "is_format"),
     [
-        (".jpg", lambda data: Image.open(io.BytesIO(data)).format == "JPEG"),
+        (".jpg", lambda data: image_format(data) == "JPEG"),
         (".svg", lambda data: b"<svg" in data[:1000]),
         (".pdf", lambda data: data.startswith(b"%PDF")),
     ],
 )
+@PLOT
 def test_the_suffix_picks_the_format(
     suffix: str, is_format: Callable[[bytes], bool], two_runs: list[Path], tmp_path: Path
 ) -> None:
@@ -130,15 +149,18 @@ def test_the_suffix_picks_the_format(
 @pytest.mark.parametrize(
     ("output", "size", "message"),
     [
-        ("p", "1200x450", "plot file {tmp}/p has no suffix; end it in .png, .svg, .pdf or "
-                          "another of: "),
-        ("p.xyz", "1200x450", "plot file {tmp}/p.xyz ends in '.xyz'; end it in .png"),
+        # (the suffixes allowed are matplotlib's, so these checks need it)
+        pytest.param("p", "1200x450", "plot file {tmp}/p has no suffix; end it in .png, .svg, "
+                                      ".pdf or another of: ", marks=PLOT),
+        pytest.param("p.xyz", "1200x450", "plot file {tmp}/p.xyz ends in '.xyz'; end it in .png",
+                     marks=PLOT),
         ("p.png", "100000x100000", "--size width must be an integer from 200 to 10000, "
                                    "got 100000"),
         ("p.png", "9000000x200", "--size width must be an integer from 200 to 10000"),
         ("p.png", "1200x100", "--size height must be an integer from 150 to 10000, got 100"),
         ("p.png", "1200x", "--size must look like 1200x450, got '1200x'"),
-        ("adir.png", "1200x450", "cannot write plot {tmp}/adir.png: it is a directory"),
+        pytest.param("adir.png", "1200x450", "cannot write plot {tmp}/adir.png: it is a "
+                     "directory", marks=PLOT),
     ],
 )  # fmt: skip
 def test_bad_names_and_sizes_are_one_line_before_any_log_is_read(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli_without
+from conftest import needs, run_cli_without
 from test_faults import error_line, finish, logged, start, train_argv, wait_for
 from test_train import records, weights
 
@@ -252,7 +252,7 @@ def grpc_port() -> Iterator[int]:
     """A port where a gRPC server with no services answers (HTTP/2, but not Ray)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import grpc
+    grpc = pytest.importorskip("grpc")  # Ray's dependency
 
     server = grpc.server(ThreadPoolExecutor(max_workers=1))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -262,6 +262,7 @@ def grpc_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("case", ["closed port", "not Ray", "gRPC, not Ray", "RAY_ADDRESS"])
+@needs("ray", "ray")
 def test_unreachable_ray_address_fails_in_one_line_before_any_work(
     case: str, closed_port: int, not_ray_port: int, grpc_port: int, tmp_path: Path
 ) -> None:

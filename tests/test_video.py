@@ -12,17 +12,19 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import imageio.v2 as imageio
-import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, run_cli_without, unwritable
-from PIL import Image
+from conftest import ROOT, needs, run_cli, run_cli_without, unwritable
 
 from pongxp import checkpoint, cli
 from pongxp.evaluate import load_actor
 from pongxp.rollout import Actor
 from pongxp.video import recording_seed
+
+# Recording needs the video extra: imageio (with PIL, which reads GIFs back here) and,
+# for MP4, imageio-ffmpeg's binary.
+VIDEO = needs("imageio", "video")
+FFMPEG = needs("imageio_ffmpeg", "video")
 
 
 def emulator_frames(actor: Actor) -> int:
@@ -36,6 +38,8 @@ def emulator_frames(actor: Actor) -> int:
 
 def decode_mp4(path: Path) -> tuple[int, tuple[int, ...], dict, np.ndarray]:
     """(frames decoded, frame shape, metadata, frame 100)."""
+    import imageio.v2 as imageio
+
     reader = imageio.get_reader(path, format="FFMPEG")
     try:
         meta = reader.get_meta_data()
@@ -52,6 +56,8 @@ def decode_mp4(path: Path) -> tuple[int, tuple[int, ...], dict, np.ndarray]:
 
 def gif_frames(path: Path) -> tuple[int, int, tuple[int, int]]:
     """(frames stored, total duration in ms, size) of a GIF."""
+    from PIL import Image
+
     with Image.open(path) as image:
         stored, total = 0, 0
         for index in range(image.n_frames):
@@ -61,6 +67,8 @@ def gif_frames(path: Path) -> tuple[int, int, tuple[int, int]]:
         return stored, total, image.size
 
 
+@VIDEO
+@FFMPEG
 def test_mp4_at_game_speed_with_input_panel(small_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "play.mp4"
     proc = run_cli(
@@ -81,6 +89,7 @@ def test_mp4_at_game_speed_with_input_panel(small_checkpoint: Path, tmp_path: Pa
     assert np.abs(sample[40:190, :150].astype(np.int64) - 128).mean() > 10  # the screen is not
 
 
+@VIDEO
 def test_gif_at_20_fps_cut_to_max_seconds(small_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "play.gif"
     proc = run_cli("video", str(small_checkpoint), "-o", str(out), "--max-seconds", "4")
@@ -91,6 +100,7 @@ def test_gif_at_20_fps_cut_to_max_seconds(small_checkpoint: Path, tmp_path: Path
     assert 1 < stored <= 80  # identical neighbours are merged into longer frames
 
 
+@VIDEO
 def test_speed_shows_the_same_game_k_times_faster(small_checkpoint: Path, tmp_path: Path) -> None:
     lengths = {}
     for speed in (1, 3):
@@ -105,6 +115,7 @@ def test_speed_shows_the_same_game_k_times_faster(small_checkpoint: Path, tmp_pa
     assert bad.returncode == 2 and "--speed" in bad.stderr
 
 
+@VIDEO
 def test_gif_fallback_without_ffmpeg(small_checkpoint: Path, tmp_path: Path) -> None:
     asked = tmp_path / "play.mp4"
     proc = run_cli_without("imageio_ffmpeg", "video", str(small_checkpoint), "-o", str(asked))
@@ -133,10 +144,15 @@ def test_bad_video_name_is_one_line(small_checkpoint: Path, tmp_path: Path) -> N
     )
 
 
+@VIDEO
+@FFMPEG
 def test_video_every_records_without_changing_training(
     small_checkpoint: Path, train_cli, tmp_path: Path
 ) -> None:
     """Same flags as the session's small checkpoint, plus --video-every 2."""
+    import imageio.v2 as imageio
+    import imageio_ffmpeg
+
     proc = train_cli(
         "--episodes", "2", "--batch-size", "1", "--hidden", "16", "--video-every", "2"
     )  # fmt: skip
@@ -179,6 +195,8 @@ def test_video_every_must_not_be_negative(train_cli) -> None:
     assert proc.stderr.strip() == "error: --video-every must be an integer >= 0 (0: off), got -1"
 
 
+@VIDEO
+@FFMPEG  # (without it the recorder says first that it writes GIFs)
 def test_training_video_that_cannot_be_written_is_skipped(
     small_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -235,7 +253,8 @@ def test_bad_numbers_are_one_line_before_any_play(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+@pytest.mark.parametrize("suffix", [pytest.param(".mp4", marks=FFMPEG), ".gif"])
+@VIDEO
 def test_unwritable_video_path_is_one_line_before_any_play(
     suffix: str,
     small_checkpoint: Path,
