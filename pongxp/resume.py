@@ -107,10 +107,7 @@ def plan(cfg: TrainConfig, resumed: Checkpoint | None) -> RunFiles:
     Raises:
         ConfigError: one line saying what would be lost and what to do.
     """
-    files = _plan_fresh(cfg) if resumed is None else _plan_resume(cfg, resumed)
-    # (Not in TrainConfig.validate: settings stored by older versions must still load.)
-    check_suffix(str(files.cfg.checkpoint), CHECKPOINT_SUFFIX, "--checkpoint")
-    return files
+    return _plan_fresh(cfg) if resumed is None else _plan_resume(cfg, resumed)
 
 
 def _plan_fresh(cfg: TrainConfig) -> RunFiles:
@@ -120,6 +117,7 @@ def _plan_fresh(cfg: TrainConfig) -> RunFiles:
         metrics=cfg.metrics or DEFAULT_METRICS,
     )
     ckpt, log = str(cfg.checkpoint), str(cfg.metrics)
+    # (Not in TrainConfig.validate: settings stored by older versions must still load.)
     check_suffix(ckpt, CHECKPOINT_SUFFIX, "--checkpoint")
     if cfg.overwrite:
         return RunFiles(cfg)
@@ -161,6 +159,7 @@ def _plan_resume(cfg: TrainConfig, resumed: Checkpoint) -> RunFiles:
     mine, my_log = own_checkpoint(resume, resumed), own_log(resume, resumed)
     ckpt = cfg.checkpoint or mine
     log = cfg.metrics or my_log
+    check_suffix(ckpt, CHECKPOINT_SUFFIX, "--checkpoint")
     notes: list[str] = []
     overwritten: list[str] = []
     is_mine = _same_file(ckpt, mine) or _same_file(ckpt, resume)
