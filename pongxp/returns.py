@@ -39,11 +39,12 @@ def discounted_returns(rewards: Any, episode_id: Any, gamma: float, xp: Any) -> 
     )
     boundary = (rewards != 0) | last_of_episode
     flags = xp.astype(boundary, xp.int64)
-    # through[t]: boundaries in 0..t, non-decreasing. The next boundary at or
-    # after t is the first position where the count passes the boundaries
-    # strictly before t: a binary search in a sorted array, no sort needed.
-    through = xp.cumulative_sum(flags)
-    next_boundary = xp.searchsorted(through, through - flags + 1)
+    boundaries_before = xp.cumulative_sum(flags) - flags
+    # A stable sort of the 0/1 keys "not a boundary" lists the boundaries'
+    # positions first, in order: a radix sort of bytes on NumPy and CuPy, O(T).
+    # The next boundary of a step with k boundaries before it is the k-th.
+    positions = xp.argsort(xp.astype(~boundary, xp.uint8), stable=True)
+    next_boundary = xp.take(positions, boundaries_before)
     distance = xp.astype(
         next_boundary - xp.arange(n_steps, dtype=xp.int64, device=on), rewards.dtype
     )
