@@ -56,7 +56,7 @@ def discounted_returns(rewards: Any, episode_id: Any, gamma: float, xp: Any) -> 
 def standardize_per_episode(values: Any, episode_id: Any, num_episodes: int, xp: Any) -> Any:
     """Subtract each episode's mean and divide by its standard deviation.
 
-    Linear in T (and E binary searches for where episodes start): no
+    Linear in T (and E binary searches for where episodes end): no
     (episodes x steps) intermediate.
 
     An episode whose values are all equal (std = 0) comes out as zeros, not NaN.
@@ -69,16 +69,14 @@ def standardize_per_episode(values: Any, episode_id: Any, num_episodes: int, xp:
         (T,) standardised values, same dtype.
     """
     on = device(values)
-    # Episode e is steps starts[e]..starts[e+1]-1.
-    starts = xp.searchsorted(
-        episode_id, xp.arange(num_episodes + 1, dtype=episode_id.dtype, device=on)
-    )
-    count = xp.astype(xp.maximum(starts[1:] - starts[:-1], 1), values.dtype)
+    # Episode e ends at step ends[e] (E binary searches in the sorted ids).
+    ids = xp.arange(num_episodes, dtype=episode_id.dtype, device=on)
+    ends = xp.searchsorted(episode_id, ids, side="right") - 1
+    count = xp.astype(xp.maximum(_differences(ends + 1, xp), 1), values.dtype)
 
     def rough_mean(x: Any) -> Any:
         """(T,) each step's episode mean of ``x``, from one cumulative sum."""
-        total = xp.cumulative_sum(x, include_initial=True)
-        sums = xp.take(total, starts[1:]) - xp.take(total, starts[:-1])
+        sums = _differences(xp.take(xp.cumulative_sum(x), ends), xp)
         return xp.take(sums / count, episode_id)
 
     def episode_mean(x: Any) -> Any:
@@ -95,3 +93,8 @@ def standardize_per_episode(values: Any, episode_id: Any, num_episodes: int, xp:
     centred = values - episode_mean(values)
     std = xp.sqrt(xp.maximum(episode_mean(centred * centred), 0))
     return centred / xp.where(std > 0, std, xp.ones_like(std))
+
+
+def _differences(totals: Any, xp: Any) -> Any:
+    """Each segment's amount from running totals at segment ends: (E,) -> (E,)."""
+    return xp.concat([totals[:1], totals[1:] - totals[:-1]])
