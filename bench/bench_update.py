@@ -6,7 +6,8 @@ backward pass and RMSProp there, check that weights, gradients and cache are
 finite, and bring the new weights (W1, W2) back to the host. The transfer alone
 (stack + pack + copy + CSR build) is timed too.
 
-Batches are synthetic: 10 episodes of T/10 steps, each step with a binomial
+Batches are synthetic: E episodes of T/E steps (E = 10, 32 and 64 by
+default: bigger machines need bigger batches), each step with a binomial
 number of non-zero pixels (mean 26, at most 66, as measured on real Pong frame
 differences), random signs, actions and a point every ~60 steps. The update's
 cost depends on those counts, not on which pixels they are.
@@ -18,12 +19,14 @@ say so and are left empty.
 
     python bench/bench_update.py                      # full run, writes bench/results/
     python bench/bench_update.py --steps 1000 10000   # smaller
+    python bench/bench_update.py --episodes 64 --dtypes float32 --no-memory  # one batch size
     python bench/bench_update.py --dense-max-steps 100000 --memory-dense-dtypes float32 float64
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -82,10 +85,12 @@ def synthetic_episode(num_steps: int, rng: np.random.Generator) -> HostBatch:
     )
 
 
-def synthetic_batch(num_steps: int, seed: int = 0) -> list[HostBatch]:
-    """EPISODES_PER_BATCH episodes (fewer when T is tiny) with ``num_steps`` steps in all."""
+def synthetic_batch(
+    num_steps: int, seed: int = 0, episodes: int = EPISODES_PER_BATCH
+) -> list[HostBatch]:
+    """``episodes`` episodes (fewer when T is tiny) with ``num_steps`` steps in all."""
     rng = np.random.default_rng(seed)
-    episodes = min(EPISODES_PER_BATCH, num_steps)
+    episodes = min(episodes, num_steps)
     sizes = [
         num_steps // episodes + (1 if i < num_steps % episodes else 0) for i in range(episodes)
     ]
@@ -170,8 +175,8 @@ def measure(args: argparse.Namespace, gpu: dict[str, Any]) -> list[dict[str, Any
         repeats = args.gpu_repeats if device == "gpu" else args.repeats
         warmup = args.gpu_warmup if device == "gpu" else args.warmup
         dense_max = args.gpu_dense_max_steps if device == "gpu" else args.dense_max_steps
-        for steps in args.steps:
-            episodes = synthetic_batch(steps)
+        for steps, batch_episodes in itertools.product(args.steps, args.episodes):
+            episodes = synthetic_batch(steps, episodes=batch_episodes)
             nnz = sum(int(e.cols.shape[0]) for e in episodes)
             for sparse in (True, False):
                 for dtype in args.dtypes:
@@ -180,6 +185,7 @@ def measure(args: argparse.Namespace, gpu: dict[str, Any]) -> list[dict[str, Any
                         "frames": "sparse CSR" if sparse else "dense",
                         "dtype": dtype,
                         "steps": steps,
+                        "episodes": len(episodes),
                         "nnz": nnz,
                         "transfer_bytes": 4 * (4 * steps + 1 + 2 * nnz),
                     }
@@ -199,7 +205,10 @@ def measure(args: argparse.Namespace, gpu: dict[str, Any]) -> list[dict[str, Any
                     except Exception as exc:  # e.g. out of device memory: report, go on
                         first = (str(exc).splitlines() or [""])[0][:200]
                         row["status"] = f"error: {type(exc).__name__}: {first}"
-                        print(f"{device} {row['frames']} {dtype} T={steps}: {row['status']}")
+                        print(
+                            f"{device} {row['frames']} {dtype} T={steps} "
+                            f"E={row['episodes']}: {row['status']}"
+                        )
                         continue
                     row.update(
                         status="ok",
@@ -209,7 +218,8 @@ def measure(args: argparse.Namespace, gpu: dict[str, Any]) -> list[dict[str, Any
                         transfer_all_s=transfer,
                     )
                     print(
-                        f"{device} {row['frames']:10s} {dtype} T={steps:>6}: "
+                        f"{device} {row['frames']:10s} {dtype} T={steps:>6} "
+                        f"E={row['episodes']:>2}: "
                         f"update {row['update_s'] * 1e3:9.2f} ms, "
                         f"transfer {row['transfer_s'] * 1e3:8.2f} ms (median of {len(update)})",
                         flush=True,
@@ -224,14 +234,19 @@ def measure(args: argparse.Namespace, gpu: dict[str, Any]) -> list[dict[str, Any
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Each row's speed against the best CPU update for the same T (any dtype, any frames)."""
-    best: dict[int, float] = {}
+    """Each row's speed against the best CPU update for the same T and episodes
+    (any dtype, any frames)."""
+    best: dict[tuple[int, int], float] = {}
+
+    def key(r: dict[str, Any]) -> tuple[int, int]:
+        return r["steps"], r.get("episodes", EPISODES_PER_BATCH)
+
     for r in rows:
         if r["device"] == "cpu" and r.get("status") == "ok":
-            best[r["steps"]] = min(best.get(r["steps"], float("inf")), r["update_s"])
+            best[key(r)] = min(best.get(key(r), float("inf")), r["update_s"])
     for r in rows:
-        if r.get("status") == "ok" and r["steps"] in best:
-            r["speedup_vs_best_cpu"] = best[r["steps"]] / r["update_s"]
+        if r.get("status") == "ok" and key(r) in best:
+            r["speedup_vs_best_cpu"] = best[key(r)] / r["update_s"]
 
 
 # -- peak memory (target: <= 1 GB RSS for 10 episodes of 10k steps) ------------------
@@ -312,15 +327,18 @@ def markdown(record: dict[str, Any]) -> str:
         "One update = stack the episodes, one transfer to the device, forward + returns + "
         "backward + RMSProp there, finiteness checks, new W1/W2 back to the host (what the "
         "trainer does per batch). Transfer = stack + pack + copy + CSR build alone. "
-        f"Synthetic batches of {EPISODES_PER_BATCH} episodes, Binomial({NNZ_MAX}, "
+        "Synthetic batches of E episodes of T/E steps each, Binomial("
+        f"{NNZ_MAX}, "
         f"{NNZ_MEAN}/{NNZ_MAX}) non-zeros per step. Median of repeats after "
         f"{record['settings']['warmup']} (CPU) / {record['settings']['gpu_warmup']} (GPU) "
         "warm-up call(s); GPU times from CUDA events "
-        "(`cupyx.profiler.benchmark`). Speed-up: best CPU update for the same T / this row.",
+        "(`cupyx.profiler.benchmark`). Speed-up: best CPU update for the same T and E / "
+        "this row.",
         "",
-        "| device | frames | dtype | T (steps) | update (ms) | update min-max (ms) "
-        "| transfer alone (ms) | per 10k steps (ms) | speed-up vs best CPU | note |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| device | frames | dtype | T (steps) | E (episodes) | update (ms) "
+        "| update min-max (ms) | transfer alone (ms) | per 10k steps (ms) "
+        "| speed-up vs best CPU | note |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in record["update"]:
         ok = r.get("status") == "ok"
@@ -331,7 +349,8 @@ def markdown(record: dict[str, Any]) -> str:
         spread = f"{_ms(min(r['update_all_s']))}-{_ms(max(r['update_all_s']))}" if ok else ""
         lines.append(
             f"| {r['device']} | {r['frames']} | {r['dtype']} | "
-            f"{steps if steps is not None else 'all'} | {_ms(r.get('update_s'))} | {spread} | "
+            f"{steps if steps is not None else 'all'} | {r.get('episodes', 'all')} | "
+            f"{_ms(r.get('update_s'))} | {spread} | "
             f"{_ms(r.get('transfer_s'))} | {_ms(per10k)} | {speed} | {note} |"
         )
     lines += ["", "## Targets", ""]
@@ -362,7 +381,12 @@ def markdown(record: dict[str, Any]) -> str:
 def verdicts(record: dict[str, Any]) -> list[str]:
     out = []
     rows = [r for r in record["update"] if r.get("status") == "ok"]
-    at = [r for r in rows if r["steps"] == TARGET_STEPS]
+    at = [
+        r
+        for r in rows
+        if r["steps"] == TARGET_STEPS
+        and r.get("episodes", EPISODES_PER_BATCH) == EPISODES_PER_BATCH
+    ]
     cpu = [r for r in at if r["device"] == "cpu"]
     gpu = [r for r in at if r["device"] == "gpu"]
     if cpu:
@@ -400,6 +424,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1000, 10_000, 50_000, 100_000])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        nargs="+",
+        default=[EPISODES_PER_BATCH, 32, 64],
+        help="episodes per batch (the T steps are split among them)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed CPU calls per case")
     parser.add_argument("--gpu-repeats", type=int, default=20, help="timed GPU calls per case")
     parser.add_argument("--warmup", type=int, default=1, help="untimed CPU calls first")
@@ -442,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
             k: v for k, v in vars(args).items() if k not in ("out", "memory_child", "name")
         },
         "synthetic_batch": {
-            "episodes": EPISODES_PER_BATCH,
+            "episodes": args.episodes,
             "nnz_per_step": f"Binomial({NNZ_MAX}, {NNZ_MEAN}/{NNZ_MAX})",
         },
     }

@@ -8,13 +8,21 @@ The frame matrix X of a batch is the one object that is not a plain ``xp``
 array: it is CSR-sparse on NumPy (scipy) and CuPy (cupyx), dense otherwise.
 The math only ever uses ``X @ A`` and ``X.T @ B`` on it, which all three
 support, and gets ``xp`` arrays back.
+
+Crossings between host and device happen here only, each one a single copy:
+``batch_to_device`` (one per update), ``to_device_all`` and ``to_host_all``
+(weights and RMSProp cache, packed into one buffer). The math creates its
+arrays on its inputs' device and never reads them back, so a run moves the
+batch up once per update and the weights down once per batch, nothing per
+step or episode (tests/test_devices.py counts this on a simulated device).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +62,9 @@ class Backend:
     name = "cpu"
     #: Why ``--device auto`` fell back to the CPU although CuPy is installed.
     gpu_problem: str | None = None
+    #: Whether "device" arrays are host memory (NumPy): moving them is free, so
+    #: the packing of several arrays into one copy is skipped.
+    host_memory = True
 
     def __init__(self, dtype: str = "float32", sparse: bool = True) -> None:
         import array_api_compat.numpy as xp
@@ -75,7 +86,34 @@ class Backend:
         return self._upload(np.ascontiguousarray(host))
 
     def to_host(self, array: Any) -> np.ndarray:
+        """Device array -> host array (one copy)."""
         return np.asarray(array)
+
+    def to_device_all(self, *groups: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Host float arrays (weights, RMSProp cache) -> device, all in one copy.
+
+        Args:
+            groups: dicts of floating host arrays, e.g. ``params, cache``.
+
+        Returns:
+            One dict per group, same keys and shapes, in the math dtype.
+        """
+        if self.host_memory:
+            return [{k: self.asarray(v) for k, v in g.items()} for g in groups]
+        flat = np.concatenate([np.ravel(v) for g in groups for v in g.values()])
+        return _unpack(self.asarray(flat), groups, self.xp.reshape)
+
+    def to_host_all(self, *groups: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
+        """Device arrays of one dtype (weights, RMSProp cache) -> host, all in one copy.
+
+        Returns:
+            One dict of host arrays per group, same keys, shapes and dtype.
+        """
+        if self.host_memory:
+            return [{k: self.to_host(v) for k, v in g.items()} for g in groups]
+        xp = self.xp
+        flat = xp.concat([xp.reshape(v, (-1,)) for g in groups for v in g.values()])
+        return _unpack(self.to_host(flat), groups, np.reshape)
 
     def sync(self) -> None:
         """Wait for queued device work (a no-op on the CPU)."""
@@ -98,19 +136,14 @@ class Backend:
         All per-step arrays are packed into one int32 buffer, sent once, and cut
         into views on the device.
         """
-        n, nnz = batch.num_steps, int(batch.cols.shape[0])
         episode_id = np.repeat(np.arange(batch.num_episodes, dtype=np.int32), batch.lengths)
-        packed = np.concatenate(
-            [batch.indptr, batch.cols, batch.signs, batch.ups, batch.rewards, episode_id],
-            dtype=np.int32,
-        )
-        dev = self._upload(packed)
-        bounds = [0, n + 1, n + 1 + nnz, n + 1 + 2 * nnz, 2 * n + 1 + 2 * nnz, 3 * n + 1 + 2 * nnz]
-        indptr, cols, signs, ups, rewards = (dev[a:b] for a, b in itertools.pairwise(bounds))
-        ep = dev[bounds[-1] :]
+        parts = [batch.ups, batch.rewards, episode_id, *self._frame_parts(batch, input_size)]
+        dev = self._upload(np.concatenate(parts, dtype=np.int32))
+        bounds = itertools.accumulate((p.shape[0] for p in parts), initial=0)
+        ups, rewards, ep, *frames = (dev[a:b] for a, b in itertools.pairwise(bounds))
         xp = self.xp
         return DeviceBatch(
-            frames=self._frames(indptr, cols, xp.astype(signs, self.dtype), n, input_size),
+            frames=self._frames(frames, batch.num_steps, input_size),
             ups=xp.astype(ups, self.dtype),
             rewards=xp.astype(rewards, self.dtype),
             episode_id=ep,
@@ -121,7 +154,14 @@ class Backend:
     def _upload(self, host: np.ndarray) -> Any:
         return host
 
-    def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
+    def _frame_parts(self, batch: HostBatch, input_size: int) -> list[np.ndarray]:
+        """The 1-D host arrays that describe X in the packed upload: CSR's three."""
+        return [batch.indptr, batch.cols, batch.signs]
+
+    def _frames(self, parts: list[Any], rows: int, input_size: int) -> Any:
+        """X on the device from the uploaded ``_frame_parts`` (int32 views)."""
+        indptr, cols, signs = parts
+        data = self.xp.astype(signs, self.dtype)
         if self.sparse:
             import scipy.sparse
 
@@ -133,6 +173,7 @@ class CupyBackend(Backend):
     """CuPy on the current CUDA device; frames as cupyx CSR matrices."""
 
     name = "gpu"
+    host_memory = False
 
     def __init__(self, dtype: str = "float32", sparse: bool = True) -> None:
         import array_api_compat.cupy as xp
@@ -163,7 +204,9 @@ class CupyBackend(Backend):
             return DeviceError(_out_of_memory_message("the GPU", exc, [*tips, "--device cpu"]))
         return None
 
-    def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
+    def _frames(self, parts: list[Any], rows: int, input_size: int) -> Any:
+        indptr, cols, signs = parts
+        data = self.xp.astype(signs, self.dtype)
         if self.sparse:
             import cupyx.scipy.sparse
 
@@ -172,29 +215,41 @@ class CupyBackend(Backend):
 
 
 class StrictBackend(Backend):
-    """array-api-strict on the CPU with dense frames: the tests' portability check."""
+    """array-api-strict with dense frames, on one of its simulated devices: the
+    tests' check that the math is portable and device-true.
+
+    ``device`` names the device: ``"CPU_DEVICE"`` (its default), ``"device1"``
+    (refuses to combine its arrays with another device's, as a GPU library
+    refuses host memory) or ``"no_float64"`` (refuses float64 arrays, so no
+    float64 temporary can hide in a float32 update). Not offered by ``--device``.
+    """
 
     name = "strict"
+    host_memory = False
 
-    def __init__(self, dtype: str = "float32", sparse: bool = False) -> None:
+    def __init__(self, dtype: str = "float32", device: str = "CPU_DEVICE") -> None:
         import array_api_strict as xp
 
         self.xp = xp
         self.dtype_name = dtype
         self.dtype = getattr(xp, dtype)
         self.sparse = False
+        self.device_name = device
+        self.device = xp.Device(device)
 
     def _upload(self, host: np.ndarray) -> Any:
-        return self.xp.asarray(host)
+        return self.xp.asarray(host, device=self.device)
 
     def to_host(self, array: Any) -> np.ndarray:
-        return np.from_dlpack(array)
+        return np.from_dlpack(array.to_device(self.xp.Device("CPU_DEVICE")))
 
-    def _frames(self, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
-        host = _dense_from_csr(
-            np, self.to_host(indptr), self.to_host(cols), self.to_host(data), rows, input_size
-        )
-        return self.xp.asarray(host)
+    def _frame_parts(self, batch: HostBatch, input_size: int) -> list[np.ndarray]:
+        # The array API has no scatter to build a dense X on the device, so X is
+        # built here and travels, flattened, in the batch's one upload.
+        return [batch.dense_frames(input_size).reshape(-1)]
+
+    def _frames(self, parts: list[Any], rows: int, input_size: int) -> Any:
+        return self.xp.astype(self.xp.reshape(parts[0], (rows, input_size)), self.dtype)
 
 
 def _out_of_memory_message(where: str, exc: BaseException, tips: Sequence[str]) -> str:
@@ -203,6 +258,22 @@ def _out_of_memory_message(where: str, exc: BaseException, tips: Sequence[str]) 
         return f"{where} ran out of memory ({detail})"
     advice = tips[0] if len(tips) == 1 else f"{', '.join(tips[:-1])} or {tips[-1]}"
     return f"{where} ran out of memory ({detail}); try {advice}"
+
+
+def _unpack(
+    flat: Any, groups: Sequence[Mapping[str, Any]], reshape: Callable[[Any, tuple[int, ...]], Any]
+) -> list[dict[str, Any]]:
+    """Cut a flat array into ``groups``' arrays, in order, with their shapes."""
+    out, start = [], 0
+    for group in groups:
+        cut = {}
+        for name, like in group.items():
+            shape = tuple(like.shape)
+            size = math.prod(shape)
+            cut[name] = reshape(flat[start : start + size], shape)
+            start += size
+        out.append(cut)
+    return out
 
 
 def _dense_from_csr(lib: Any, indptr: Any, cols: Any, data: Any, rows: int, input_size: int) -> Any:
@@ -284,6 +355,6 @@ def describe(backend: Backend) -> str:
     if isinstance(backend, CupyBackend):
         return f"GPU ({gpu_name()}, CuPy {backend.cupy.__version__}), {backend.dtype_name}"
     if isinstance(backend, StrictBackend):
-        return f"array-api-strict (CPU), {backend.dtype_name}"
+        return f"array-api-strict ({backend.device_name}), {backend.dtype_name}"
     cpu = f"CPU (NumPy {np.__version__}), {backend.dtype_name}"
     return cpu if backend.gpu_problem is None else f"{cpu} (GPU not used: {backend.gpu_problem})"

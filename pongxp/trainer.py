@@ -102,12 +102,20 @@ def _kept(cfg: TrainConfig, latest: _Latest, last_saved: int) -> str:
     return "no checkpoint had been written yet"
 
 
-def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py") -> Committed:
+def train(
+    cfg: TrainConfig,
+    quiet: bool = False,
+    command: str = "python train.py",
+    backend: backend_mod.Backend | None = None,
+) -> Committed:
     """Run (or resume) training as ``cfg`` says; return the final committed state.
 
     Args:
         command: how the user started training, for the line that says how to
             continue the run (e.g. ``"pongxp train"``).
+        backend: run the update there instead of on ``cfg.device``'s backend; for
+            tests (e.g. array-api-strict on a simulated device). Its dtype must
+            be ``cfg.dtype``.
 
     Raises:
         TrainingError, checkpoint.CheckpointError, backend.DeviceError.
@@ -115,7 +123,10 @@ def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py
     """
     cfg.validate()
     # The device first: "already exists" would hide a problem the user must fix anyway.
-    backend = backend_mod.select(cfg.device, cfg.dtype)
+    if backend is None:
+        backend = backend_mod.select(cfg.device, cfg.dtype)
+    elif backend.dtype_name != cfg.dtype:
+        raise ValueError(f"backend {backend!r} does not compute in cfg.dtype {cfg.dtype}")
     xp = backend.xp
     resumed = (
         checkpoint.load(cfg.resume, cfg.hidden, use_older="--resume {}") if cfg.resume else None
@@ -163,13 +174,14 @@ def train(cfg: TrainConfig, quiet: bool = False, command: str = "python train.py
     try:
         if resumed is None:
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
-            params = {k: backend.asarray(v) for k, v in host.items()}
+            (params,) = backend.to_device_all(host)
             streams = fresh_streams(cfg.seed, cfg.batch_size)
             state = Committed(params, zeros_like_params(params, xp), 0, 0.0, 0, 0.0, streams)
         else:
+            params, cache = backend.to_device_all(resumed.params, resumed.cache)
             state = Committed(
-                {k: backend.asarray(v) for k, v in resumed.params.items()},
-                {k: backend.asarray(v) for k, v in resumed.cache.items()},
+                params,
+                cache,
                 resumed.episode,
                 resumed.running_reward,
                 resumed.total_steps,
@@ -312,7 +324,8 @@ def _loop(
         batch_start = time.perf_counter()
         before = state
         episode, running, steps = state.episode, state.running_reward, state.total_steps
-        actors.set_weights(*(backend.to_host(state.params[k]) for k in ("W1", "W2")))
+        (weights,) = backend.to_host_all(state.params)  # the batch's one copy down
+        actors.set_weights(weights["W1"], weights["W2"])
 
         played, streams = [], list(state.streams)
         count = min(cfg.batch_size, cfg.episodes - episode)
@@ -363,7 +376,7 @@ def _loop(
         update_seconds = time.perf_counter() - update_start
         # The RMSProp cache too: g**2 can overflow while g and W stay finite, and a
         # checkpoint holding an inf cache could never be resumed.
-        if not (all_finite(grads, xp) and all_finite(params, xp) and all_finite(cache, xp)):
+        if not all_finite([*grads.values(), *params.values(), *cache.values()], xp):
             raise TrainingError(
                 f"weights or gradients became NaN/inf in the update after episode {episode}; "
                 f"{_kept(cfg, latest, last_saved)}; try a smaller --lr"
@@ -390,9 +403,10 @@ def _loop(
 
 
 def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> None:
+    params, cache = backend.to_host_all(state.params, state.cache)
     ckpt = checkpoint.Checkpoint(
-        params={k: backend.to_host(v) for k, v in state.params.items()},
-        cache={k: backend.to_host(v) for k, v in state.cache.items()},
+        params=params,
+        cache=cache,
         episode=state.episode,
         running_reward=float(state.running_reward),
         total_steps=state.total_steps,

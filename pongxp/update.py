@@ -7,6 +7,7 @@ product instead of shipping every step's hidden activations to the device.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pongxp.backend import DeviceBatch
@@ -43,6 +44,15 @@ def apply_update(
     return new_params, new_cache, grads
 
 
-def all_finite(arrays: Params, xp: Any) -> bool:
-    """True when every entry is finite. One device sync per call (per update)."""
-    return all(bool(xp.all(xp.isfinite(a))) for a in arrays.values())
+def all_finite(arrays: Params | Iterable[Any], xp: Any) -> bool:
+    """True when every entry of every array is finite.
+
+    Args:
+        arrays: a dict of arrays (its values are checked) or any iterable of arrays.
+
+    Returns:
+        A Python bool: one read from the device per call, however many arrays.
+    """
+    values = arrays.values() if isinstance(arrays, Mapping) else arrays
+    flags = [xp.all(xp.isfinite(a)) for a in values]
+    return bool(xp.all(xp.stack(flags)))

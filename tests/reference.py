@@ -1,4 +1,5 @@
-"""Plain-loop NumPy references, written the way the tutorial states the method.
+"""Plain-loop NumPy references, written the way the tutorial states the method,
+and pongxp's earlier returns code as an oracle for its replacement.
 
 Deliberately naive (per-step loops, per-episode accumulation) so the fast,
 vectorised, device-agnostic code in pongxp is checked against something
@@ -6,6 +7,8 @@ obviously right.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -62,3 +65,35 @@ def rmsprop_loop(
         for i in range(flat_p.size):
             flat_c[i] = decay * flat_c[i] + (1 - decay) * flat_g[i] ** 2
             flat_p[i] += lr * flat_g[i] / (np.sqrt(flat_c[i]) + 1e-5)
+
+
+# -- the update's returns as pongxp computed them before issue 16 (the oracle) ---
+# Vectorised like today's code but by other means: an argsort for the next point
+# and an (episodes x steps) one-hot matrix for per-episode sums, O(E * T).
+def discounted_returns_argsort(rewards: Any, episode_id: Any, gamma: float, xp: Any) -> Any:
+    """G[t] = gamma**(n - t) * r[n], n the next boundary, found with an argsort."""
+    n_steps = rewards.shape[0]
+    index = xp.arange(n_steps, dtype=xp.int64)
+    last_of_episode = xp.concat([episode_id[1:] != episode_id[:-1], xp.asarray([True])])
+    boundary = (rewards != 0) | last_of_episode
+    counts = xp.astype(boundary, xp.int64)
+    boundaries_before = xp.cumulative_sum(counts) - counts
+    positions = xp.argsort(xp.where(boundary, index, index + n_steps))
+    next_boundary = xp.take(positions, boundaries_before)
+    distance = xp.astype(next_boundary - index, rewards.dtype)
+    return xp.pow(xp.asarray(gamma, dtype=rewards.dtype), distance) * xp.take(
+        rewards, next_boundary
+    )
+
+
+def standardize_per_episode_onehot(values: Any, episode_id: Any, num_episodes: int, xp: Any) -> Any:
+    """Per-episode standardisation through an (E, T) one-hot membership matrix."""
+    member = xp.astype(
+        episode_id[None, :] == xp.arange(num_episodes, dtype=episode_id.dtype)[:, None],
+        values.dtype,
+    )
+    count = xp.sum(member, axis=1)
+    mean = xp.take((member @ values) / count, episode_id)
+    centred = values - mean
+    std = xp.take(xp.sqrt((member @ (centred * centred)) / count), episode_id)
+    return centred / xp.where(std > 0, std, xp.ones_like(std))

@@ -1,9 +1,17 @@
-"""The xp math core on every backend: NumPy (sparse and dense X), array-api-strict, CuPy.
+"""The xp math core on every backend, device and dtype, against the NumPy references.
+
+The matrix, as in scikit-learn's and SciPy's array-API suites: NumPy (sparse
+and dense X); array-api-strict on its default device (``CPU_DEVICE``), on
+``device1`` and, for float32, on ``no_float64``; CuPy where it has a device.
 
 array-api-strict rejects anything outside the array API standard (NumPy-only
 functions, NumPy scalars, mixing in host arrays), so a NumPy-only call in the
-math cannot hide until someone runs on a GPU. CuPy cases run where CuPy has a
-device and skip with the reason otherwise.
+math cannot hide until someone runs on a GPU. On ``device1`` it also refuses
+to combine arrays from two devices, so an array the math creates on the
+default device (an ``arange`` without ``device=``) fails here as it would on a
+second GPU; ``no_float64`` refuses float64, so a float64 temporary cannot hide
+in a float32 update. CuPy cases run where CuPy has a device and skip with the
+reason otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from array_api_compat import device
 from reference import discounted_returns_loop, episode_gradient, rmsprop_loop
 
 from pongxp import backend as backend_mod
@@ -20,29 +29,49 @@ from pongxp.config import INPUT_SIZE
 from pongxp.optim import rmsprop_step, zeros_like_params
 from pongxp.policy import backward, forward, init_params, sigmoid, step_up_probability
 from pongxp.returns import discounted_returns, standardize_per_episode
-from pongxp.update import policy_gradient
+from pongxp.update import all_finite, apply_update, policy_gradient
 from pongxp.workers import ActorPool, fresh_streams
 
 GPU_OK, GPU_WHY = backend_mod.gpu_available()
+GPU_MARKS = [pytest.mark.gpu, pytest.mark.skipif(not GPU_OK, reason=GPU_WHY)]
 BACKENDS = [
     "cpu-sparse",
     "cpu-dense",
     "strict",
-    pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(not GPU_OK, reason=GPU_WHY)]),
+    "strict-device1",
+    pytest.param("gpu", marks=GPU_MARKS),
+]
+#: (backend, dtype) pairs every math test runs on: all backends in float64,
+#: and in float32 the training default's paths plus the device that refuses float64.
+MATRIX = [
+    *(pytest.param((name, "float64"), id=f"{name}-float64") for name in BACKENDS[:-1]),
+    pytest.param(("gpu", "float64"), id="gpu-float64", marks=GPU_MARKS),
+    *(
+        pytest.param((name, "float32"), id=f"{name}-float32")
+        for name in ("cpu-sparse", "strict-device1", "strict-no_float64")
+    ),
+    pytest.param(("gpu", "float32"), id="gpu-float32", marks=GPU_MARKS),
 ]
 
 
 def make_backend(name: str, dtype: str = "float64") -> backend_mod.Backend:
+    """``cpu-sparse``, ``cpu-dense``, ``gpu``, ``strict`` or ``strict-DEVICE``."""
     if name == "cpu-sparse":
         return backend_mod.select("cpu", dtype, sparse=True)
     if name == "cpu-dense":
         return backend_mod.select("cpu", dtype, sparse=False)
+    if name.startswith("strict-"):
+        return backend_mod.StrictBackend(dtype, device=name.removeprefix("strict-"))
     return backend_mod.select(name, dtype)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=MATRIX)
 def be(request: pytest.FixtureRequest) -> backend_mod.Backend:
-    return make_backend(request.param)
+    return make_backend(*request.param)
+
+
+def rtol(be: backend_mod.Backend, float64: float, float32: float) -> float:
+    return float64 if be.dtype_name == "float64" else float32
 
 
 def synthetic_episode(rng: np.random.Generator, steps: int, truncated: bool) -> HostBatch:
@@ -84,7 +113,13 @@ def real_batch() -> tuple[HostBatch, dict[str, np.ndarray]]:
 
 
 def host(be: backend_mod.Backend, a: Any) -> np.ndarray:
-    return be.to_host(a)
+    """``a`` on the host, after checking it is on the backend's device in its dtype."""
+    if isinstance(be, backend_mod.StrictBackend):
+        assert device(a) == be.device
+    out = be.to_host(a)
+    if np.issubdtype(out.dtype, np.floating):
+        assert out.dtype == np.dtype(be.dtype_name)
+    return out
 
 
 def test_returns_match_plain_loop(be: backend_mod.Backend, synthetic_batch: HostBatch) -> None:
@@ -93,7 +128,8 @@ def test_returns_match_plain_loop(be: backend_mod.Backend, synthetic_batch: Host
     expected = np.concatenate(
         [discounted_returns_loop(ep.rewards, 0.99) for ep in synthetic_batch.episodes()]
     )
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    tol = rtol(be, 1e-12, 1e-5)  # float32: 0.99 rounded, raised to ~100
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
     # Resets are real: the step of a point is exactly its reward.
     nz = synthetic_batch.rewards != 0
     np.testing.assert_array_equal(got[nz], synthetic_batch.rewards[nz])
@@ -113,7 +149,7 @@ def test_standardize_per_episode(be: backend_mod.Backend) -> None:
     ids = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3], dtype=np.int32)
     got = host(be, standardize_per_episode(be.asarray(values), be.asarray(ids), 4, be.xp))
     assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got[:3], [-1.224744871, 0.0, 1.224744871], rtol=1e-8)
+    np.testing.assert_allclose(got[:3], [-1.224744871, 0.0, 1.224744871], rtol=rtol(be, 1e-8, 1e-6))
     np.testing.assert_array_equal(got[3:8], 0.0)  # all-zero and constant episodes: std 0
     np.testing.assert_allclose(got[8:], [-1.0, 1.0])
 
@@ -124,7 +160,7 @@ def test_sigmoid_is_stable(be: backend_mod.Backend) -> None:
         p = host(be, sigmoid(logits, be.xp))
     with np.errstate(over="ignore"):  # the naive formula overflows to inf -> p = 0, correctly
         expected = 1 / (1 + np.exp(-np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])))
-    np.testing.assert_allclose(p, expected, rtol=1e-15)
+    np.testing.assert_allclose(p, expected, rtol=rtol(be, 1e-15, 1e-6))
 
 
 def test_step_probability_matches_batched_forward(
@@ -142,7 +178,7 @@ def test_step_probability_matches_batched_forward(
             w1_t, dparams["W2"], be.asarray(batch.cols[lo:hi]), be.asarray(batch.signs[lo:hi]),
             be.xp,
         )  # fmt: skip
-        assert float(host(be, p)) == pytest.approx(p_batch[t], rel=1e-12)
+        assert float(host(be, p)) == pytest.approx(p_batch[t], rel=rtol(be, 1e-12, 1e-5))
 
 
 def test_backward_matches_finite_differences() -> None:
@@ -194,16 +230,16 @@ def test_rmsprop_step_matches_hand_computation(be: backend_mod.Backend) -> None:
         1e-3, 0.9, be.xp,
     )  # fmt: skip
     for k in params:
-        np.testing.assert_allclose(host(be, new_p[k]), expected_p[k], rtol=1e-13)
-        np.testing.assert_allclose(host(be, new_c[k]), expected_c[k], rtol=1e-13)
+        tol = rtol(be, 1e-13, 1e-6)
+        np.testing.assert_allclose(host(be, new_p[k]), expected_p[k], rtol=tol)
+        np.testing.assert_allclose(host(be, new_c[k]), expected_c[k], rtol=tol)
     zero = zeros_like_params(new_p, be.xp)
     assert all(float(host(be, be.xp.max(be.xp.abs(v)))) == 0.0 for v in zero.values())
 
 
-def test_batched_update_equals_per_episode_accumulation(
-    be: backend_mod.Backend, real_batch: tuple[HostBatch, dict[str, np.ndarray]]
-) -> None:
-    """One batched gradient on the device == the tutorial's per-episode sum."""
+@pytest.fixture(scope="module")
+def real_gradient(real_batch: tuple[HostBatch, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The tutorial's gradient of ``real_batch``: per-episode, step by step, summed."""
     batch, params = real_batch
     expected = {"W1": np.zeros_like(params["W1"]), "W2": np.zeros_like(params["W2"])}
     for ep in batch.episodes():
@@ -211,13 +247,72 @@ def test_batched_update_equals_per_episode_accumulation(
         g = episode_gradient(params["W1"], params["W2"], x, ep.ups, ep.rewards, 0.99)
         for k in expected:
             expected[k] += g[k]
+    return expected
+
+
+def assert_close_to_reference(be: backend_mod.Backend, got: Any, expected: np.ndarray) -> None:
+    """float64 to 1e-9; float32 to 1e-4 of the largest entry (its rounding, summed over steps)."""
+    scale = float(np.abs(expected).max())
+    tol = rtol(be, 1e-9, 0.0), rtol(be, 1e-10, 1e-4 * scale)
+    np.testing.assert_allclose(host(be, got), expected, rtol=tol[0], atol=tol[1])
+
+
+def test_batched_update_equals_per_episode_accumulation(
+    be: backend_mod.Backend,
+    real_batch: tuple[HostBatch, dict[str, np.ndarray]],
+    real_gradient: dict[str, np.ndarray],
+) -> None:
+    """One batched gradient on the device == the tutorial's per-episode sum."""
+    batch, params = real_batch
     dev = be.batch_to_device(batch, INPUT_SIZE)
-    got = policy_gradient({k: be.asarray(v) for k, v in params.items()}, dev, 0.99, be.xp)
-    for k in expected:
-        np.testing.assert_allclose(host(be, got[k]), expected[k], rtol=1e-9, atol=1e-10)
+    (dparams,) = be.to_device_all(params)
+    got = policy_gradient(dparams, dev, 0.99, be.xp)
+    for k, expected in real_gradient.items():
+        assert_close_to_reference(be, got[k], expected)
 
 
-@pytest.mark.parametrize("name", ["cpu-sparse", "strict", BACKENDS[-1]])
+def test_whole_update_on_real_episodes(
+    be: backend_mod.Backend,
+    real_batch: tuple[HostBatch, dict[str, np.ndarray]],
+    real_gradient: dict[str, np.ndarray],
+) -> None:
+    """What the trainer does per batch, on the device: weights and cache up in one
+    copy, the batch up in one copy, gradient + RMSProp, finiteness, weights back
+    in one copy; equal to the tutorial's gradient and the spec's RMSProp loop."""
+    batch, params = real_batch
+    rng = np.random.default_rng(3)
+    cache = {k: 0.5 + 0.5 * rng.random(v.shape) for k, v in params.items()}  # a later batch's
+    dparams, dcache = be.to_device_all(params, cache)
+    dev = be.batch_to_device(batch, INPUT_SIZE)
+    new_p, new_c, grads = apply_update(dparams, dcache, dev, 0.99, 1e-3, 0.99, be.xp)
+    assert all_finite([*new_p.values(), *new_c.values(), *grads.values()], be.xp)
+    expected_p = {k: v.copy() for k, v in params.items()}
+    expected_c = {k: v.copy() for k, v in cache.items()}
+    rmsprop_loop(expected_p, real_gradient, expected_c, 1e-3, 0.99)
+    for k in params:
+        assert_close_to_reference(be, grads[k], real_gradient[k])
+        # The step is lr * g / sqrt(cache) with sqrt(cache) ~ 1: tiny beside W.
+        np.testing.assert_allclose(host(be, new_c[k]), expected_c[k], rtol=rtol(be, 1e-9, 1e-5))
+        step_got = host(be, new_p[k]) - host(be, dparams[k])
+        step_want = expected_p[k] - params[k]
+        assert_close_to_reference(be, be.asarray(step_got), step_want)
+    host_p, host_c = be.to_host_all(new_p, new_c)
+    for k in params:
+        np.testing.assert_array_equal(host_p[k], host(be, new_p[k]))
+        np.testing.assert_array_equal(host_c[k], host(be, new_c[k]))
+        assert host_p[k].shape == params[k].shape
+
+
+def test_all_finite_sees_every_array(be: backend_mod.Backend) -> None:
+    arrays = [be.asarray(np.ones((2, 3))), be.asarray(np.zeros(4))]
+    assert all_finite(arrays, be.xp) and all_finite({"a": arrays[0]}, be.xp)
+    for bad in (np.inf, -np.inf, np.nan):
+        values = np.zeros(4)
+        values[2] = bad
+        assert not all_finite([*arrays, be.asarray(values)], be.xp)
+
+
+@pytest.mark.parametrize("name", ["cpu-sparse", "strict", "strict-device1", BACKENDS[-1]])
 def test_float32_close_to_float64(name: str, real_batch: tuple[HostBatch, Any]) -> None:
     batch, params = real_batch
     out = {}
