@@ -18,7 +18,11 @@ from pongxp.backend import gpu_available
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5")
-TIMING = {"steps_per_s", "time"}  # wall-clock fields; everything else must repeat exactly
+TIMING = {
+    "steps_per_s",
+    "run_steps_per_s",
+    "time",
+}  # wall-clock fields; everything else must repeat exactly
 
 
 def records(path: Path) -> list[dict]:
