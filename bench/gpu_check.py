@@ -303,6 +303,7 @@ def bench_checks(
             for r in ok
             if r["device"] == "gpu" and r["steps"] == steps and r["frames"] == "sparse CSR"
             and r["dtype"] == "float32"
+            and r.get("episodes", bench_update.EPISODES_PER_BATCH) == bench_update.EPISODES_PER_BATCH
         ),
         None,
     )  # fmt: skip
