@@ -296,14 +296,15 @@ def bench_checks(
         )
     if not gpu:
         return ran, Check(goal, NOT_RUN, "--cpu-only")
-    # Training's path: sparse CSR frames, float32 (the default dtype).
+    # Training's path: sparse CSR frames, float32 (the default dtype), default batch.
+    batch = bench_update.EPISODES_PER_BATCH
     row = next(
         (
             r
             for r in ok
             if r["device"] == "gpu" and r["steps"] == steps and r["frames"] == "sparse CSR"
             and r["dtype"] == "float32"
-            and r.get("episodes", bench_update.EPISODES_PER_BATCH) == bench_update.EPISODES_PER_BATCH
+            and r.get("episodes", batch) == batch
         ),
         None,
     )  # fmt: skip
