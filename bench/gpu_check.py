@@ -445,7 +445,8 @@ def train_check(device: str, run: PartRun | None, summary: dict[str, Any] | None
     return Check(
         name,
         PASSED,
-        f"{s['actors']} actors, {s['episodes']} episodes, {s['steps']:,} steps: "
+        f"{s['actors']} actor{'s' if s['actors'] != 1 else ''}, {s['episodes']} episodes, "
+        f"{s['steps']:,} steps: "
         f"{s['steps_per_s']:,.0f} steps/s{steady}; update "
         f"{s['update_per_batch_median_s'] * 1e3:.1f} ms/batch (median; first "
         f"{s['update_first_batch_s'] * 1e3:.0f} ms), "

@@ -203,9 +203,10 @@ class TrainConfig:
             return min(cores, self.batch_size), ""
         wanted = int(self.num_envs)
         if wanted > self.batch_size:
-            return self.batch_size, (
-                f"note: {self.batch_size} actors, not {wanted}: a batch has {self.batch_size} "
-                "episodes; a larger --batch-size keeps more cores busy"
+            n = self.batch_size
+            return n, (
+                f"note: {n} actor{'s' if n > 1 else ''}, not {wanted}: a batch has {n} "
+                f"episode{'s' if n > 1 else ''}; a larger --batch-size keeps more cores busy"
             )
         if wanted > cores:
             return wanted, (

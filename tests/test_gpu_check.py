@@ -129,7 +129,7 @@ def test_cpu_only_training_part_times_every_update(tmp_path: Path) -> None:
         "--actors", "1", "--batch-size", "2", "--batches", "2", "--hidden", "16",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "train --device cpu: PASSED: 1 actors, 4 episodes" in proc.stdout
+    assert "train --device cpu: PASSED: 1 actor, 4 episodes" in proc.stdout
     record = json.loads((out / "gpu-check.json").read_text())
     assert [c["status"] for c in record["checks"]] == ["passed"]
     cpu = record["training"]["cpu"]

@@ -14,6 +14,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,7 +77,7 @@ def test_half_on_ray_resumed_with_processes_is_exact(
     # actors and ray_address are run settings: the resume uses processes, 1 actor.
     out = train(tmp_path, "split", "--resume", str(tmp_path / "split.npz"),
                 "--episodes", str(EPISODES), "--num-envs", "1")  # fmt: skip
-    assert "1 actors" in out and "Ray" not in out
+    assert "1 actor\n" in out and "Ray" not in out
     assert_same_run(tmp_path, "split", processes_run)
 
 
@@ -166,7 +168,10 @@ def test_actors_that_keep_dying_stop_the_run_with_one_line(
     assert saved.episode >= 1
     assert f"Ray actors died {MAX_DEATHS} times playing slot 0 of a batch" in line, line
     assert re.search(r"\(last: \w*Actor\w*Error: ", line), line
-    assert line.endswith(f"saved episode {saved.episode} to {ckpt}; continue with --resume {ckpt}")
+    assert line.endswith(
+        f"saved episode {saved.episode} to {ckpt}; continue with: python train.py --resume "
+        f"{ckpt} --device cpu --actors ray --ray-address {ray_address}"
+    )
 
 
 def _descendants(pid: int) -> set[int]:
@@ -210,7 +215,8 @@ def test_ctrl_c_saves_and_stops_the_local_ray_instance(tmp_path: Path) -> None:
     assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
     saved = checkpoint.load(ckpt)
     assert out.strip().splitlines()[-1] == (
-        f"interrupted: saved episode {saved.episode} to {ckpt}; continue with --resume {ckpt}"
+        f"interrupted: saved episode {saved.episode} to {ckpt}; continue with: "
+        f"python train.py --resume {ckpt} --device cpu --num-envs 2 --actors ray"
     )
     deadline = time.monotonic() + 20
     while any(_alive(p) for p in ray_procs) and time.monotonic() < deadline:
@@ -249,24 +255,35 @@ def not_ray_port() -> Iterator[int]:
 
 @pytest.fixture
 def grpc_port() -> Iterator[int]:
-    """A port where a gRPC server with no services answers (HTTP/2, but not Ray)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """A port where a gRPC server with no services answers (HTTP/2, but not Ray).
 
-    grpc = pytest.importorskip("grpc")  # Ray's dependency
-
-    server = grpc.server(ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield port
-    server.stop(grace=None)
+    It runs in a process of its own: gRPC threads in this one would write
+    their fork warnings into every child the tests start.
+    """
+    pytest.importorskip("grpc")  # Ray's dependency
+    code = (
+        "import time; from concurrent.futures import ThreadPoolExecutor; import grpc\n"
+        "server = grpc.server(ThreadPoolExecutor(max_workers=1))\n"
+        "print(server.add_insecure_port('127.0.0.1:0'), flush=True)\n"
+        "server.start(); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize("case", ["closed port", "not Ray", "gRPC, not Ray", "RAY_ADDRESS"])
 @needs("ray", "ray")
 def test_unreachable_ray_address_fails_in_one_line_before_any_work(
-    case: str, closed_port: int, not_ray_port: int, grpc_port: int, tmp_path: Path
+    case: str, closed_port: int, not_ray_port: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    ports = {"not Ray": not_ray_port, "gRPC, not Ray": grpc_port}
+    ports = {"not Ray": not_ray_port}
+    if case == "gRPC, not Ray":  # only then: its server is a process of its own
+        ports[case] = request.getfixturevalue("grpc_port")
     port = ports.get(case, closed_port)
     address = f"127.0.0.1:{port}"
     given = () if case == "RAY_ADDRESS" else ("--ray-address", address)

@@ -127,7 +127,7 @@ def test_the_run_does_not_depend_on_the_number_of_actors(train_cli: Run, tmp_pat
 def test_more_actors_than_a_batch_has_episodes_are_not_started(train_cli: Run) -> None:
     proc = train_cli("--episodes", "1", "--batch-size", "1", "--hidden", "8", "--num-envs", "4")
     assert proc.returncode == 0, proc.stderr
-    assert "1 actors" in proc.stdout and "a batch has 1 episodes" in proc.stdout
+    assert "note: 1 actor, not 4: a batch has 1 episode;" in proc.stdout
 
 
 def test_resume_from_format_1_checkpoint_continues(small_checkpoint: Path, tmp_path: Path) -> None:
