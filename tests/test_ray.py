@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import RAY_EPISODES as EPISODES
+from conftest import RAY_SMALL as SMALL
 from conftest import run_cli_without
 from test_faults import error_line, finish, logged, start, train_argv, wait_for
 from test_train import records, weights
 
 from pongxp import checkpoint, cli
 
-SMALL = ("--hidden", "16", "--batch-size", "3", "--seed", "2", "--device", "cpu", "--quiet")
-EPISODES = 6  # two batches of three slots; with two actors one plays two slots a batch
 NOTE = "ray: lost the actor given slot"
 
 
@@ -45,15 +45,6 @@ def assert_same_run(tmp_path: Path, name: str, reference: Path) -> None:
     want = weights(reference)
     for key, value in weights(tmp_path / f"{name}.npz").items():
         np.testing.assert_array_equal(value, want[key])
-
-
-@pytest.fixture(scope="module")
-def processes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: EPISODES episodes with two worker processes; its checkpoint."""
-    out = tmp_path_factory.mktemp("processes")
-    train(out, "processes", "--episodes", str(EPISODES), "--num-envs", "2")
-    assert len(records(out / "processes.jsonl")) == EPISODES
-    return out / "processes.npz"
 
 
 def test_ray_actors_play_the_same_run_as_processes(
