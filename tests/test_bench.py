@@ -29,37 +29,25 @@ def bench_script(name: str) -> ModuleType:
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("script", "flags", "message"),
     [
-        (("--batches", "1"), "--batches must be an integer >= 2 (training's CPU time per step "
-                             "is the difference of a 1-batch run and a --batches run), got 1"),
-        (("--num-envs", "1", "0"), "--num-envs must be a positive integer, got 0"),
-        (("--bare-seconds", "nan"), "--bare-seconds must be a finite number > 0, got nan"),
+        ("bench_throughput", ("--batches", "1"), "--batches must be an integer >= 2 (training's "
+         "CPU time per step is the difference of a 1-batch run and a --batches run), got 1"),
+        ("bench_throughput", ("--num-envs", "1", "0"), "--num-envs must be a positive integer, "
+         "got 0"),
+        ("bench_throughput", ("--bare-seconds", "nan"), "--bare-seconds must be a finite number "
+         "> 0, got nan"),
+        ("bench_scaling", ("--cores", "1", "0"), "--cores must be a positive integer, got 0"),
+        ("bench_scaling", ("--check-batches", "1"), "--check-batches must be an integer >= 2, "
+         "got 1"),
+        ("bench_scaling", ("--log", "no-such.jsonl"), "--log no-such.jsonl is not a file; give "
+         "a training run's metrics log"),
     ],
 )  # fmt: skip
-def test_throughput_bench_refuses_bad_numbers(
-    flags: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+def test_bench_refuses_bad_numbers(
+    script: str, flags: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = bench_script("bench_throughput")
-    with pytest.raises(SystemExit) as exit_info:
-        bench.main(list(flags))
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
-
-
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (("--cores", "1", "0"), "--cores must be a positive integer, got 0"),
-        (("--check-batches", "1"), "--check-batches must be an integer >= 2, got 1"),
-        (("--log", "no-such.jsonl"), "--log no-such.jsonl is not a file; give a training "
-                                     "run's metrics log"),
-    ],
-)  # fmt: skip
-def test_scaling_bench_refuses_bad_flags(
-    flags: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    bench = bench_script("bench_scaling")
+    bench = bench_script(script)
     with pytest.raises(SystemExit) as exit_info:
         bench.main(list(flags))
     assert exit_info.value.code == 2

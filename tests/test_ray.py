@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -70,6 +71,20 @@ def test_half_on_ray_resumed_with_processes_is_exact(
     assert_same_run(tmp_path, "split", processes_run)
 
 
+def finished_with_notes(proc: subprocess.Popen) -> tuple[list[str], list[int]]:
+    """A run that ended well: its stdout's lines, and which of them are lost-actor notes."""
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
+    lines = out.splitlines()
+    return lines, [i for i, line in enumerate(lines) if line.startswith(NOTE)]
+
+
+def episode_line(lines: list[str], episode: int) -> int:
+    """Which of a run's stdout ``lines`` logs ``episode``."""
+    return next(i for i, line in enumerate(lines) if line.startswith(f"episode {episode:6d} "))
+
+
 def _run_actors(namespaces_before: set[str]) -> list[dict[str, str]]:
     """The named rollout actors of the one run started after ``namespaces_before``."""
     import ray
@@ -110,13 +125,9 @@ def test_actors_killed_mid_batch_are_replaced_and_the_run_is_unchanged(
     wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 1, proc)
     for actor in actors:
         _kill(actor)
-    code, out, err = finish(proc)
-    assert code == 0, err
-    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
-    lines = out.splitlines()
-    notes = [i for i, ln in enumerate(lines) if ln.startswith(NOTE)]
-    assert len(notes) == 2, out
-    third = next(i for i, ln in enumerate(lines) if ln.startswith("episode      3 "))
+    lines, notes = finished_with_notes(proc)
+    assert len(notes) == 2, lines
+    third = episode_line(lines, 3)
     assert notes[0] < third, "the first replacement should come inside the first batch"
     assert_same_run(tmp_path, "killed", processes_run)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from test_faults import error_line, finish, logged, start, train_argv, wait_for
-from test_ray import EPISODES, NOTE, SMALL, assert_same_run
+from test_ray import EPISODES, NOTE, SMALL, assert_same_run, episode_line, finished_with_notes
 
 from pongxp import checkpoint
 
@@ -123,15 +123,11 @@ def test_a_node_lost_mid_batch_loses_no_episode_and_the_run_goes_on(
     doomed = actor_nodes(cluster, known)["pongxp-rollout-1"]
     node = next(n for n in cluster.worker_nodes if n.node_id == doomed)
     cluster.remove_node(node, allow_graceful=False)
-    code, out, err = finish(proc)
-    assert code == 0, err
-    assert "Traceback" not in err and "A.L.E" not in err, err
-    lines = out.splitlines()
-    notes = [i for i, line in enumerate(lines) if line.startswith(NOTE)]
-    assert len(notes) == 1 and lines[notes[0]].startswith(f"{NOTE} 1 "), out
+    lines, notes = finished_with_notes(proc)
+    assert len(notes) == 1 and lines[notes[0]].startswith(f"{NOTE} 1 "), lines
     dropped = [line for line in lines if line.endswith(DROPPED)]
-    assert dropped and dropped[-1].endswith(f"so the 1 {DROPPED}"), out
-    second = next(i for i, line in enumerate(lines) if line.startswith("episode      2 "))
+    assert dropped and dropped[-1].endswith(f"so the 1 {DROPPED}"), lines
+    second = episode_line(lines, 2)
     assert notes[0] < second, "the node should be lost while slot 1 of the first batch played"
     assert_same_run(tmp_path, "lost", processes_run)
 
