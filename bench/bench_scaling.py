@@ -70,6 +70,9 @@ from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig, check_number
 
 CORES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_LOG = machine.ROOT / "pretrained" / "pong-v0.jsonl"
+#: The devices the update is modelled on, as the tables name them; "none" is an update
+#: that takes no time: the most that any GPU could buy.
+DEVICES = {"cpu": "CPU", "gpu": "GPU", "none": "none (0 s)"}
 GPU_HOWTO = (
     "pending: no GPU rows committed; run `python bench/bench_update.py --name update-gpu` "
     "on a CUDA machine and commit bench/results/update-gpu.json"
@@ -103,15 +106,17 @@ class RunLog:
         return int(reached[0]) + 1 if reached.size else 0
 
 
-def actor_speed(results: Path) -> tuple[float, str]:
-    """Steps/s of one rollout actor on an idle core, from ``results/throughput.json``."""
+def idle_speeds(results: Path) -> tuple[float, dict[int, float], str]:
+    """From ``results/throughput.json`` (an idle machine): steps/s of one rollout
+    actor, training steps/s by number of actors, and where they come from."""
     record = json.loads((results / "throughput.json").read_text())
-    row = next(r for r in record["throughput"] if r["num_envs"] == 1)
+    rows = {r["num_envs"]: r for r in record["throughput"]}
     where = (
-        f"results/throughput.json, rollouts with 1 env ({record['machine']['cpu']}, "
-        f"{record['machine']['date']}, load {record['machine']['load_average_at_start']})"
+        f"results/throughput.json ({record['machine']['cpu']}, {record['machine']['date']}, "
+        f"load {record['machine']['load_average_at_start']})"
     )
-    return float(row["rollouts"]["steps_per_s"]), where
+    training = {n: float(r["training"]["steps_per_s"]) for n, r in rows.items()}
+    return float(rows[1]["rollouts"]["steps_per_s"]), training, where
 
 
 @dataclass(frozen=True)
@@ -381,9 +386,12 @@ def check(
     costs: Costs,
     cpu_rows: list[UpdateRow],
     batch: int,
+    idle_training: dict[int, float],
 ) -> list[dict[str, Any]]:
     """Training measured here against the model of the same runs' episodes: with
-    each episode's logged time, and at the model's actor speed.
+    each episode's logged time, and at the model's actor speed (that one also
+    against ``idle_training``, steps/s measured on an idle machine by number of
+    actors, when there is a figure for that number).
 
     Each run is ``bench_throughput``'s training run (the trainer, CPU, a fresh
     agent). Timed, on the trainer's own clock: from the first batch's last episode
@@ -420,6 +428,11 @@ def check(
                 modelled["steps_per_s"] = lengths.sum() / wall
                 row[f"modelled_{key}"] = modelled
                 row[f"error_{key}"] = modelled["steps_per_s"] / measured - 1
+            if n in idle_training:
+                row["idle_measured_steps_per_s"] = idle_training[n]
+                row["error_model_speed_vs_idle"] = (
+                    row["modelled_model_speed"]["steps_per_s"] / idle_training[n] - 1
+                )
             print(
                 f"check N={n}: measured {measured:.0f} steps/s; modelled "
                 f"{row['modelled_own_times']['steps_per_s']:.0f} from the run's episode times "
@@ -454,7 +467,13 @@ def verdicts(record: dict[str, Any]) -> list[str]:
             f"steps/s; modelled {row['modelled_own_times']['steps_per_s']:,.0f} from the run's "
             f"own episode times ({row['error_own_times']:+.1%}), "
             f"{row['modelled_model_speed']['steps_per_s']:,.0f} at the model's actor speed "
-            f"({row['error_model_speed']:+.1%})"
+            f"({row['error_model_speed']:+.1%}"
+            + (
+                f"; {row['error_model_speed_vs_idle']:+.1%} against "
+                f"{row['idle_measured_steps_per_s']:,.0f} measured on the idle machine)"
+                if "idle_measured_steps_per_s" in row
+                else ")"
+            )
         )
     for n in (16, 64):
         for row in record["model"]:
@@ -462,12 +481,13 @@ def verdicts(record: dict[str, Any]) -> list[str]:
                 continue
             if row["status"] != "ok":
                 out.append(
-                    f"modelled, {n} cores, update on the {row['update_on']}: {row['status']}"
+                    f"modelled, {n} cores, update on: {DEVICES[row['update_on']]}: {row['status']}"
                 )
                 continue
             lo, hi = row["hours_to_level_p5_p95"]
             out.append(
-                f"modelled, {n} cores, batch {row['batch']}, update on the {row['update_on']}: "
+                f"modelled, {n} cores, batch {row['batch']}, update on: "
+                f"{DEVICES[row['update_on']]}: "
                 f"{row['steps_per_s']:,.0f} steps/s, running reward "
                 f"{record['inputs']['level']:g} after {_h(row['hours_to_level'], lo, hi)}, "
                 f"update {_pct(row['update_share'])} of the time, actors idle "
@@ -528,7 +548,7 @@ def markdown(record: dict[str, Any]) -> str:
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in record["model"]:
-        head = f"| {row['cores']} | {row['batch']} | {row['update_on']} |"
+        head = f"| {row['cores']} | {row['batch']} | {DEVICES[row['update_on']]} |"
         if row["status"] != "ok":
             lines.append(f"{head} pending | pending | pending | pending | pending |")
             continue
@@ -544,6 +564,8 @@ def markdown(record: dict[str, Any]) -> str:
         + ("from " + "; ".join(inputs["gpu_sources"]) if inputs["gpu_sources"] else GPU_HOWTO)
         + ".",
         "",
+        'Update on "none (0 s)": an update that takes no time, the bound on what any GPU '
+        "can buy at that core count. "
         '"Actors idle in rollouts" is the share pongxp\'s trainer reports at the end of a run '
         '(actors waiting for a batch\'s last episode); "overall" also counts the update and '
         "the weights' sending, when every actor waits.",
@@ -553,23 +575,37 @@ def markdown(record: dict[str, Any]) -> str:
     ]
     if record["check"]:
         lines += [
-            "`bench_throughput.run_training` (the trainer itself, float32 CPU update, a fresh "
-            f"agent, batch {record['check'][0]['batch']}): steps/s over the batches after the "
-            "first. The model is given the same runs' episodes: once with each episode's logged "
-            "time (the rollout speed the run had), once at the model's actor speed.",
+            "Training runs here (`bench_throughput`'s: the trainer itself, float32 CPU update, "
+            f"a fresh agent, batch {record['check'][0]['batch']}, seed 0), timed on the "
+            "trainer's clock from the first batch's last episode to the end (start-up and the "
+            "first batch's seeding of every emulator left out). The model is given the same "
+            "runs' episodes: (a) with each episode's logged time, the speed the actors really "
+            "had; (b) at the model's actor speed (an idle core's). (a) tests the model itself: "
+            "the schedule, the straggler wait, the update and the transfers. (b) also carries "
+            "how far this machine's actors were from an idle core's speed; on a shared machine "
+            "that dominates, so (b) is also set against the training speed measured on the idle "
+            "machine (`results/throughput.json`, fresh agents of seeds 0-2, batch 10).",
             "",
-            "| N | batches timed | steps/episode | measured steps/s | modelled, the run's episode "
-            "times | error | modelled, the model's actor speed | error |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| N | batches timed | steps/episode | actor steps/s logged | measured steps/s | "
+            "(a) modelled | error | (b) modelled | error | measured, idle machine | (b) error "
+            "against it |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in record["check"]:
+            idle = (
+                f"{row['idle_measured_steps_per_s']:,.0f} | "
+                f"{row['error_model_speed_vs_idle']:+.1%} |"
+                if "idle_measured_steps_per_s" in row
+                else " | |"
+            )
             lines.append(
                 f"| {row['cores']} | {row['batches_timed']} | {row['steps_per_episode']:,.0f} | "
+                f"{row['actor_steps_per_s_logged']:,.0f} | "
                 f"{row['measured_steps_per_s']:,.0f} | "
                 f"{row['modelled_own_times']['steps_per_s']:,.0f} | "
                 f"{row['error_own_times']:+.1%} | "
                 f"{row['modelled_model_speed']['steps_per_s']:,.0f} | "
-                f"{row['error_model_speed']:+.1%} |"
+                f"{row['error_model_speed']:+.1%} | {idle}"
             )
     else:
         lines.append("Not run (`--no-check`).")
@@ -601,9 +637,13 @@ def figure(record: dict[str, Any], path: Path) -> None:
     FigureCanvasAgg(fig)
     speed, hours, shares = fig.subplots(1, 3)
     level = record["inputs"]["level"]
-    for device, style in (("cpu", "o-"), ("gpu", "s-")):
+    for device, style in (("cpu", "o-"), ("gpu", "s-"), ("none", "--")):
         ok = [r for r in record["model"] if r["update_on"] == device and r["status"] == "ok"]
-        label = f"update on the {device.upper()} (modelled)"
+        label = (
+            "update taking no time: the most a GPU can buy (modelled)"
+            if device == "none"
+            else f"update on the {DEVICES[device]} (modelled)"
+        )
         if not ok:
             speed.plot([], [], style, label="update on the GPU: pending (no GPU rows)")
             continue
@@ -717,7 +757,7 @@ def main(argv: list[str] | None = None) -> None:
     info = machine.describe()
     print(machine.markdown_header(info, "Scaling benchmark"), flush=True)
     started = time.perf_counter()
-    speed, speed_source = actor_speed(machine.RESULTS)
+    speed, idle_training, speed_source = idle_speeds(machine.RESULTS)
     batches = sorted({max(args.min_batch, n) for n in args.cores})
     cpu_rows = measure_cpu_update(batches, args.update_lengths, args.repeats, args.dtype)
     costs = Costs(
@@ -768,7 +808,7 @@ def main(argv: list[str] | None = None) -> None:
         args.cores,
         args.min_batch,
         costs,
-        {"cpu": cpu_rows, "gpu": gpu},
+        {"cpu": cpu_rows, "gpu": gpu, "none": [UpdateRow(args.min_batch, 1, 0.0)]},
         args.resamples,
         args.window,
         args.seed,
@@ -784,6 +824,7 @@ def main(argv: list[str] | None = None) -> None:
             costs,
             cpu_rows,
             args.min_batch,
+            idle_training,
         )
     )
     record["verdicts"] = verdicts(record)
