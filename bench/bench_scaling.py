@@ -637,7 +637,7 @@ def figure(record: dict[str, Any], path: Path) -> None:
     FigureCanvasAgg(fig)
     speed, hours, shares = fig.subplots(1, 3)
     level = record["inputs"]["level"]
-    for device, style in (("cpu", "o-"), ("gpu", "s-"), ("none", "--")):
+    for device, style in (("cpu", "C0o-"), ("gpu", "C1s-"), ("none", "C2--")):
         ok = [r for r in record["model"] if r["update_on"] == device and r["status"] == "ok"]
         label = (
             "update taking no time: the most a GPU can buy (modelled)"
@@ -652,7 +652,8 @@ def figure(record: dict[str, Any], path: Path) -> None:
         lo = [r["hours_to_level_p5_p95"][0] for r in ok]
         hi = [r["hours_to_level_p5_p95"][1] for r in ok]
         hours.plot(cores, [60 * r["hours_to_level"] for r in ok], style, label=label)
-        hours.fill_between(cores, [60 * h for h in lo], [60 * h for h in hi], alpha=0.25)
+        hours.fill_between(cores, [60 * h for h in lo], [60 * h for h in hi], color=style[:2],
+                           alpha=0.25)  # fmt: skip
     step_s = record["inputs"]["costs"]["step_s"]
     cores = sorted({r["cores"] for r in record["model"]})
     speed.plot(cores, [n / step_s for n in cores], "k:", label="N actors, never waiting")
@@ -662,7 +663,15 @@ def figure(record: dict[str, Any], path: Path) -> None:
             [r["measured_steps_per_s"] for r in record["check"]],
             "kx",
             markersize=9,
-            label="measured here (fresh agent)",
+            label="training measured here, on shared cores (fresh agent)",
+        )
+        idle = [r for r in record["check"] if "idle_measured_steps_per_s" in r]
+        speed.plot(
+            [r["cores"] for r in idle],
+            [r["idle_measured_steps_per_s"] for r in idle],
+            "k+",
+            markersize=11,
+            label="training measured on the idle machine (fresh agents)",
         )
     for ax in (speed, hours):
         ax.set_xscale("log", base=2)
@@ -675,7 +684,7 @@ def figure(record: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8)
     speed.set_ylabel("training steps/s")
     speed.set_title("Training speed (modelled)")
-    hours.set_yticks([t for t in (5, 10, 20, 30, 60, 120, 240, 480)])
+    hours.set_yticks([2, 3, 5, 10, 20, 30, 60, 120, 240, 480])
     hours.set_ylabel(f"minutes to running reward {level:g}")
     hours.set_title(f"Time to running reward {level:g} (modelled)")
     cpu = [r for r in record["model"] if r["update_on"] == "cpu" and r["status"] == "ok"]
