@@ -329,7 +329,7 @@ class RayActorPool:
                     exc = again
                     continue
                 except _NoRoom:  # the cluster had not yet noticed that the node was gone
-                    lost = f"found no CPU for a new actor for slot {slot}"
+                    lost = f"the new actor for slot {slot} lost its CPU while starting"
             del self._actors[index], self._pids[index]
             self.num_actors = len(self._actors)
             if not self._actors:
@@ -337,7 +337,8 @@ class RayActorPool:
                     f"the Ray cluster has no CPUs left for rollout actors ({lost}); add nodes to it"
                 ) from exc
             self._say(
-                f"ray: {lost}; no CPU is left for it, so the {self.num_actors} others play on"
+                f"ray: {lost}; no CPU is left in the cluster for a new one, so the run goes on "
+                f"with {self.num_actors} actor{'s' if self.num_actors > 1 else ''}"
             )
             return None
 
