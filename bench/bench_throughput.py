@@ -247,6 +247,14 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def training_paths(
+    tmp: Path, num_envs: int, seed: int, batches: int, actors: str = "processes"
+) -> tuple[Path, Path]:
+    """The checkpoint and metrics log of the ``_train`` run with these settings."""
+    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
+    return tmp / f"{name}.npz", tmp / f"{name}.jsonl"
+
+
 def _train(
     args: argparse.Namespace,
     num_envs: int,
@@ -258,8 +266,9 @@ def _train(
     """A CPU training run of ``batches`` batches, quiet; its final committed state.
 
     ``actors="ray"`` needs Ray initialised by the caller (the run uses it as is).
+    Its checkpoint and metrics log are ``training_paths(tmp, ...)``.
     """
-    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
+    ckpt, metrics = training_paths(tmp, num_envs, seed, batches, actors)
     cfg = TrainConfig(
         actors=actors,
         env_id=args.env_id,
@@ -269,8 +278,8 @@ def _train(
         seed=seed,
         device="cpu",
         dtype=args.dtype,
-        checkpoint=str(tmp / f"{name}.npz"),
-        metrics=str(tmp / f"{name}.jsonl"),
+        checkpoint=str(ckpt),
+        metrics=str(metrics),
         checkpoint_every=10**9,  # only the final save, which is outside the timed loop
     )
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's start/done lines

@@ -14,9 +14,10 @@ slot. Each call returns one episode (HostBatch, stats, the stream's new state).
 Faults: the streams of a batch stay in this process, so an actor that dies
 mid-batch (``ray.kill``, a crashed worker or node) loses nothing: a new actor
 replays that slot from the stream it was given, and the run stays the same.
-A slot whose actor dies ``MAX_DEATHS`` times, an actor that raises, or a
-replacement that cannot start, stops the pool with a one-line
-``workers.RolloutError``.
+When the cluster has no CPU for a new actor (a node left it), the pool goes on
+with the actors it has left, which play the slot in turn; with none left it
+stops with a one-line ``workers.RolloutError``. So does a slot whose actor dies
+``MAX_DEATHS`` times, an actor that raises, or a replacement that cannot start.
 
 This module imports Ray at the top: import it only for ``--actors ray``
 (``trainer._open_ray_pool`` checks that Ray is installed first).
@@ -54,9 +55,21 @@ START_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 5.0
 #: Actor deaths on one slot of a batch after which the pool gives up.
 MAX_DEATHS = 3
+#: Seconds between checks, while a replacement actor waits to start, that the
+#: cluster still has the CPUs for it.
+ROOM_CHECK_S = 1.0
 #: Failures that lose an actor (or the node it ran on), not a bug in its code:
 #: the slot is replayed on a new actor.
 _LOST = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)
+
+
+class _NoRoom(Exception):
+    """The cluster lost the CPUs that a replacement actor was waiting for."""
+
+
+def _cluster_cpus() -> int:
+    """CPUs of the cluster's live nodes (Ray drops a node's once it notices the node is gone)."""
+    return int(ray.cluster_resources().get("CPU", 0))
 
 
 def _last_line(exc: BaseException) -> str:
@@ -144,7 +157,7 @@ def open_ray_pool(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[RayActo
 
 def _cluster_actors(cfg: TrainConfig, where: str) -> tuple[int, str]:
     """``cfg.num_actors`` against the CPUs of the cluster this process is connected to."""
-    cpus = int(ray.cluster_resources().get("CPU", 0))
+    cpus = _cluster_cpus()
     if cpus == 0:
         raise ConfigError(f"{where} has no CPUs for rollout actors; add nodes with CPUs")
     num_actors, note = cfg.num_actors(cores=cpus, where=f"CPUs of {where}")
@@ -279,39 +292,55 @@ class RayActorPool:
         """
         start = time.perf_counter()
         pending = deque(range(len(streams)))
-        running: dict[Any, tuple[int, int]] = {}  # ObjectRef -> (actor index, slot)
+        running: dict[Any, tuple[Any, int]] = {}  # ObjectRef -> (actor, slot)
 
-        def dispatch(index: int, slot: int) -> None:
-            ref = self._actors[index].play.remote(self._weights, streams[slot])
-            running[ref] = (index, slot)
+        def dispatch(actor: Any, slot: int) -> None:
+            ref = actor.play.remote(self._weights, streams[slot])
+            running[ref] = (actor, slot)
 
-        for index in range(min(self.num_actors, len(streams))):
-            dispatch(index, pending.popleft())
+        def dispatch_idle() -> None:
+            busy = {actor for actor, _ in running.values()}
+            for actor in self._actors:
+                if pending and actor not in busy:
+                    dispatch(actor, pending.popleft())
+
+        dispatch_idle()
         arrived: dict[int, Played] = {}
         deaths: Counter[int] = Counter()
         for j in range(len(streams)):
             while j not in arrived:
                 [ref], _ = ray.wait(list(running), num_returns=1)
-                index, slot = running.pop(ref)
+                actor, slot = running.pop(ref)
                 try:
                     played = ray.get(ref)
                 except _LOST as exc:
-                    self._replace(index, slot, deaths, exc)
-                    dispatch(index, slot)  # the same stream: the same episode
+                    replacement = self._replace(actor, slot, deaths, exc)
+                    if replacement is None:  # no CPU for one: the actors left play the slot
+                        pending.appendleft(slot)
+                        dispatch_idle()
+                    else:
+                        dispatch(replacement, slot)  # the same stream: the same episode
                     continue
                 except rex.RayTaskError as exc:  # the rollout code itself failed
                     raise RolloutError(f"a Ray rollout actor failed: {_last_line(exc)}") from exc
                 if pending:  # before anything else, so the actor plays while we log
-                    dispatch(index, pending.popleft())
+                    dispatch(actor, pending.popleft())
                 arrived[slot] = played
             start = count_busy(self, arrived[j], start)
             yield arrived.pop(j)
 
-    def _replace(self, index: int, slot: int, deaths: Counter[int], exc: BaseException) -> None:
-        """Put a new actor in place of lost actor ``index``, or give up on ``slot``.
+    def _replace(self, actor: Any, slot: int, deaths: Counter[int], exc: BaseException) -> Any:
+        """Put a new actor in place of lost ``actor``, or give up on ``slot``.
 
-        A replacement lost while starting counts as another death of the slot.
+        Returns:
+            The new actor, or None when the cluster has no CPU for one (a node
+            left it): the lost actor is dropped and the pool goes on with the rest.
+
+        Raises:
+            RolloutError: ``slot`` lost ``MAX_DEATHS`` actors (a replacement lost
+            while starting counts as another death), or no actor is left.
         """
+        index = self._actors.index(actor)
         while True:
             deaths[slot] += 1
             if deaths[slot] >= MAX_DEATHS:
@@ -321,21 +350,40 @@ class RayActorPool:
                 ) from exc
             with contextlib.suppress(Exception):  # it may be gone already
                 ray.kill(self._actors[index])
+            lost = f"lost the actor given slot {slot} ({_last_line(exc)})"
+            # The live actors and a new one need as many CPUs as the pool has actors.
+            if _cluster_cpus() >= len(self._actors):
+                self._say(f"ray: {lost}; replaying that slot on a new actor")
+                try:
+                    [self._actors[index]], [self._pids[index]] = self._start(1, room=True)
+                    return self._actors[index]
+                except _LOST as again:
+                    exc = again
+                    continue
+                except _NoRoom:  # the cluster had not yet noticed that the node was gone
+                    lost = f"the new actor for slot {slot} lost its CPU while starting"
+            del self._actors[index], self._pids[index]
+            self.num_actors = len(self._actors)
+            if not self._actors:
+                raise RolloutError(
+                    f"the Ray cluster has no CPUs left for rollout actors ({lost}); add nodes to it"
+                ) from exc
             self._say(
-                f"ray: lost the actor given slot {slot} ({_last_line(exc)}); "
-                "replaying that slot on a new actor"
+                f"ray: {lost}; no CPU is left in the cluster for a new one, so the run goes on "
+                f"with {self.num_actors} actor{'s' if self.num_actors > 1 else ''}"
             )
-            try:
-                [self._actors[index]], [self._pids[index]] = self._start(1)
-                return
-            except _LOST as lost:
-                exc = lost
+            return None
 
-    def _start(self, count: int) -> tuple[list[Any], list[int]]:
+    def _start(self, count: int, room: bool = False) -> tuple[list[Any], list[int]]:
         """``count`` new actors, ready.
+
+        With ``room``, stop waiting as soon as the cluster has fewer CPUs than the
+        pool's actors (the new ones counted): a node that left makes its CPUs
+        vanish only once Ray notices, after the actors on it were lost.
 
         Raises:
             RolloutError: they did not start in time (no free CPUs).
+            _NoRoom: with ``room``, the cluster lost the CPUs they were waiting for.
             The Ray error of an actor lost while starting (its creation failed).
         """
         # Named, so that `ray list actors` (and the tests) can tell them apart.
@@ -345,8 +393,13 @@ class RayActorPool:
             for n in range(first, first + count)
         ]
         refs = [actor.pid.remote() for actor in actors]
-        ready, _ = ray.wait(refs, num_returns=count, timeout=START_TIMEOUT_S)
+        deadline = time.monotonic() + START_TIMEOUT_S
         try:
+            ready: list[Any] = []
+            while len(ready) < count and time.monotonic() < deadline:
+                ready, _ = ray.wait(refs, num_returns=count, timeout=ROOM_CHECK_S)
+                if len(ready) < count and room and _cluster_cpus() < len(self._actors):
+                    raise _NoRoom
             if len(ready) < count:
                 free = int(ray.available_resources().get("CPU", 0))
                 raise RolloutError(

@@ -152,6 +152,27 @@ def unwritable(directory: Path) -> Iterator[None]:
         directory.chmod(mode)
 
 
+#: The Ray tests' runs (test_ray.py, test_ray_nodes.py): tiny, two batches of three
+#: slots, so that with two actors one of them plays two slots a batch.
+RAY_SMALL = ("--hidden", "16", "--batch-size", "3", "--seed", "2", "--device", "cpu", "--quiet")
+RAY_EPISODES = 6
+
+
+@pytest.fixture(scope="session")
+def processes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Ray tests' reference: RAY_EPISODES episodes with two worker processes;
+    its checkpoint (its metrics log beside it)."""
+    out = tmp_path_factory.mktemp("processes")
+    proc = run_cli(
+        "train.py", "--checkpoint", str(out / "processes.npz"),
+        "--metrics", str(out / "processes.jsonl"), *RAY_SMALL,
+        "--episodes", str(RAY_EPISODES), "--num-envs", "2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len((out / "processes.jsonl").read_text().splitlines()) == RAY_EPISODES
+    return out / "processes.npz"
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """One local Ray instance (4 CPUs) for all Ray tests, started once; its address.
@@ -163,7 +184,8 @@ def ray_address() -> Iterator[str]:
     ray = pytest.importorskip("ray")
     sigterm = signal.getsignal(signal.SIGTERM)
     # (ray.init also sets RAY_AUTH_MODE=token here, which the runs that join need.)
-    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    # address="local": a new instance, never another one found on this machine.
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
     signal.signal(signal.SIGTERM, sigterm)  # ray.init's would exit pytest on SIGTERM
     try:
         yield ray.get_runtime_context().gcs_address

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import RAY_EPISODES as EPISODES
+from conftest import RAY_SMALL as SMALL
 from conftest import needs, run_cli_without
 from test_faults import error_line, finish, logged, start, train_argv, wait_for
 from test_train import records, weights
 
 from pongxp import checkpoint, cli
 
-SMALL = ("--hidden", "16", "--batch-size", "3", "--seed", "2", "--device", "cpu", "--quiet")
-EPISODES = 6  # two batches of three slots; with two actors one plays two slots a batch
 NOTE = "ray: lost the actor given slot"
 
 
@@ -47,15 +47,6 @@ def assert_same_run(tmp_path: Path, name: str, reference: Path) -> None:
     want = weights(reference)
     for key, value in weights(tmp_path / f"{name}.npz").items():
         np.testing.assert_array_equal(value, want[key])
-
-
-@pytest.fixture(scope="module")
-def processes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: EPISODES episodes with two worker processes; its checkpoint."""
-    out = tmp_path_factory.mktemp("processes")
-    train(out, "processes", "--episodes", str(EPISODES), "--num-envs", "2")
-    assert len(records(out / "processes.jsonl")) == EPISODES
-    return out / "processes.npz"
 
 
 def test_ray_actors_play_the_same_run_as_processes(
@@ -79,6 +70,20 @@ def test_half_on_ray_resumed_with_processes_is_exact(
                 "--episodes", str(EPISODES), "--num-envs", "1")  # fmt: skip
     assert "1 actor\n" in out and "Ray" not in out
     assert_same_run(tmp_path, "split", processes_run)
+
+
+def finished_with_notes(proc: subprocess.Popen) -> tuple[list[str], list[int]]:
+    """A run that ended well: its stdout's lines, and which of them are lost-actor notes."""
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
+    lines = out.splitlines()
+    return lines, [i for i, line in enumerate(lines) if line.startswith(NOTE)]
+
+
+def episode_line(lines: list[str], episode: int) -> int:
+    """Which of a run's stdout ``lines`` logs ``episode``."""
+    return next(i for i, line in enumerate(lines) if line.startswith(f"episode {episode:6d} "))
 
 
 def _run_actors(namespaces_before: set[str]) -> list[dict[str, str]]:
@@ -121,13 +126,9 @@ def test_actors_killed_mid_batch_are_replaced_and_the_run_is_unchanged(
     wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 1, proc)
     for actor in actors:
         _kill(actor)
-    code, out, err = finish(proc)
-    assert code == 0, err
-    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
-    lines = out.splitlines()
-    notes = [i for i, ln in enumerate(lines) if ln.startswith(NOTE)]
-    assert len(notes) == 2, out
-    third = next(i for i, ln in enumerate(lines) if ln.startswith("episode      3 "))
+    lines, notes = finished_with_notes(proc)
+    assert len(notes) == 2, lines
+    third = episode_line(lines, 3)
     assert notes[0] < third, "the first replacement should come inside the first batch"
     assert_same_run(tmp_path, "killed", processes_run)
 
