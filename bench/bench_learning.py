@@ -95,11 +95,12 @@ def run_all(
     """
     todo = []
     for name, flags, stem in runs:
-        log = stem.with_suffix(".jsonl")
+        # Not with_suffix: a name such as b20-lr1.4e-3-s0 has a dot of its own.
+        log = stem.with_name(stem.name + ".jsonl")
         done = len(log.read_text().splitlines()) if log.exists() else 0
         if done >= episodes or _reached(log, until):
             continue
-        ckpt = stem.with_suffix(".npz")
+        ckpt = stem.with_name(stem.name + ".npz")
         start = ["--resume", str(ckpt)] if ckpt.exists() else ["--overwrite", *flags]
         cmd = [sys.executable, str(ROOT / "train.py"), *start, "--episodes", str(episodes),
                "--checkpoint", str(ckpt), "--metrics", str(log), "--num-envs", "1",
