@@ -23,6 +23,7 @@ The package is one module per job:
 - ``plot``        learning curves from metrics logs (matplotlib, extra ``plot``)
 - ``video``       MP4/GIF of the agent playing, at game speed (imageio, extra ``video``)
 - ``weights_picture`` W1's rows as 80x80 images, what the network learned (Pillow, extra ``plot``)
+- ``tensorboard_log`` TensorBoard event files from training or a log (extra ``tensorboard``)
 - ``extras``      imports optional dependencies, naming the pip extra when missing
 - ``cli``         the ``train.py`` / ``python -m pongxp`` command line
 """
