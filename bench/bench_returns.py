@@ -138,13 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=machine.RESULTS)
     parser.add_argument("--name", default="returns")
     args = parser.parse_args(argv)
-    info = machine.describe()
-    print(machine.markdown_header(info, "Returns step: previous vs today's code"), flush=True)
-    record: dict[str, Any] = {
-        "machine": info,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "name")},
-    }
-    started = time.perf_counter()
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "name")}
+    record, started = machine.start_record("Returns step: previous vs today's code", settings)
     record["rows"] = measure(args)
     record["verdicts"] = []
     machine.finish_record(record, started)

@@ -569,13 +569,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_flags(parser, args)
 
-    info = machine.describe()
-    print(machine.markdown_header(info, "Throughput benchmark"), flush=True)
-    record: dict[str, Any] = {
-        "machine": info,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "name")},
-    }
-    started = time.perf_counter()
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "name")}
+    record, started = machine.start_record("Throughput benchmark", settings)
     record["throughput"] = measure(args)
     record["vector"] = [] if args.no_vector else measure_vector(args)
     record["breakdown"] = measure_breakdown(args.env_id, args.breakdown_steps)

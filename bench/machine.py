@@ -180,6 +180,17 @@ def markdown_header(machine: dict[str, Any], title: str) -> str:
     )
 
 
+def start_record(title: str, settings: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Describe the machine, print the results header, and start the clock.
+
+    Returns:
+        (record with "machine" and "settings", perf_counter start for ``finish_record``).
+    """
+    info = describe()
+    print(markdown_header(info, title), flush=True)
+    return {"machine": info, "settings": settings}, time.perf_counter()
+
+
 def finish_record(record: dict[str, Any], started: float) -> None:
     """Stamp a benchmark record with its run time and the load average at its end."""
     record["seconds"] = round(time.perf_counter() - started, 1)
