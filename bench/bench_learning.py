@@ -180,7 +180,8 @@ def markdown(record: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "Median over seeds (episodes to reach; runs that never did count as missing):",
+        "Median over seeds: episodes and emulator steps to reach each level (runs that "
+        "never did count as missing):",
         "",
     ]
     lines += [
@@ -192,8 +193,13 @@ def markdown(record: dict[str, Any]) -> str:
         for t in THRESHOLDS:
             hits = [r["reached"][f"{t:g}"] for r in row["seeds"].values()]
             eps = [h["episode"] for h in hits if h is not None]
+            steps = [h["steps"] for h in hits if h is not None]
             missing = len(hits) - len(eps)
-            cell = f"{statistics.median(eps):,.0f}" if eps else "-"
+            cell = (
+                f"{statistics.median(eps):,.0f} ({statistics.median(steps) / 1e6:.1f}M)"
+                if eps
+                else "-"
+            )
             cells.append(cell + (f" ({missing} of {len(hits)} not reached)" if missing else ""))
         values = [r["running_reward_at"] for r in row["seeds"].values()]
         values = [v for v in values if v is not None]
@@ -256,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
 
         png = args.out / f"{args.name}.png"
         args.out.mkdir(parents=True, exist_ok=True)
-        plot_files(wanted, png, labels=[p.stem for p in wanted])
+        # Steps, not wall time: the runs of a sweep share cores unevenly.
+        plot_files(wanted, png, labels=[p.stem for p in wanted], x=("episode", "steps"))
         record["plot"] = str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png)
     record["verdicts"] = [
         f"{name} seed {seed}: 0 reached at " + (_cell(r["reached"]["0"], r["episodes"]))

@@ -39,6 +39,13 @@ FROM_CHECKPOINT = (
 )
 
 
+def _preset_flags(name: str) -> str:
+    """A preset as the flags it stands for, e.g. ``--lr 0.001``."""
+    return " ".join(
+        f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}" for k, v in PRESETS[name].items()
+    )
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     alg = parser.add_argument_group("algorithm")
@@ -47,11 +54,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         default=None,
         help="named hyperparameters; flags given too win. karpathy: the defaults below "
-        "(pg-pong.py's). fast: "
-        + ", ".join(
-            f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}" for k, v in PRESETS["fast"].items()
-        )
-        + ", same algorithm, wins in far fewer episodes (README: Training to win)",
+        f"(pg-pong.py's). fast: {_preset_flags('fast')}, same algorithm, wins in far fewer "
+        f"episodes (README: Training to win). many-cores: {_preset_flags('many-cores')}, "
+        "for more than 10 cores (README: How long on your machine)",
     )
     alg.add_argument(
         "--episodes",
@@ -349,13 +354,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> int:
-    from pongxp.plot import MAX_SIDE, MIN_SIZE
+    from pongxp.plot import DEFAULT_X, MAX_SIDE, MIN_SIZE, X_AXES
 
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Plot learning curves (episode and running reward against episodes "
-        "and against training wall time) of one or more runs into an image. "
-        "Needs the plot extra.",
+        "and against training wall time, or as --x says) of one or more runs into an "
+        "image. Needs the plot extra.",
     )
     parser.add_argument("metrics", nargs="+", help="metrics .jsonl files, one run each")
     parser.add_argument(
@@ -372,6 +377,14 @@ def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> i
         help="legend name of a run; once per file, in order (default: the file names)",
     )
     parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument(
+        "--x",
+        nargs="+",
+        default=list(DEFAULT_X),
+        metavar="AXIS",
+        help=f"x axis of each panel: {', '.join(X_AXES)} (emulator steps); "
+        f"default {' '.join(DEFAULT_X)}",
+    )
     parser.add_argument(
         "--size",
         default="1200x450",
@@ -391,7 +404,13 @@ def _plot(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--size must look like 1200x450, got {args.size!r}") from None
     out = plot_files(
-        args.metrics, args.output, args.label, width=width, height=height, title=args.title
+        args.metrics,
+        args.output,
+        args.label,
+        width=width,
+        height=height,
+        title=args.title,
+        x=args.x,
     )
     print(f"wrote {out} ({width}x{height}, {len(args.metrics)} run(s))")
     return 0

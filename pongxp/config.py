@@ -45,12 +45,32 @@ DTYPES = ("float32", "float64")
 
 #: Named sets of algorithm settings (``train.py --preset NAME``); flags given
 #: explicitly win. ``karpathy`` is the defaults below, as in pg-pong.py and the
-#: tutorial. ``fast`` is the same algorithm tuned to learn in fewer episodes:
-#: the sweep behind it is bench/results/learning.md (bench/bench_learning.py).
+#: tutorial. ``fast`` is the same algorithm tuned to learn in fewer episodes.
+#: ``many-cores`` doubles fast's batch and learning rate: no fewer steps to a
+#: win, and 20 actors busy instead of 10. The sweeps behind them (made with
+#: bench/bench_learning.py) are bench/results/learning-lr.md and learning.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "karpathy": {},
     "fast": {"learning_rate": 1e-3},
+    "many-cores": {"learning_rate": 2e-3, "batch_size": 20},
 }
+
+
+def idle_cores_hint(cores: int, batch_size: int, where: str = "usable cores") -> str:
+    """One line for ``--num-envs auto`` when ``cores`` outnumber a batch's episodes
+    (only ``batch_size`` actors can be busy at once); "" when they do not."""
+    if cores <= batch_size:
+        return ""
+    wide = PRESETS["many-cores"]["batch_size"]
+    episodes = "episode" if batch_size == 1 else "episodes"
+    head = f"note: a batch of {batch_size} {episodes} keeps {batch_size} of {cores} {where} busy"
+    if batch_size < wide:
+        return f"{head}; --preset many-cores (batch {wide}) keeps {min(cores, wide)} busy"
+    # Batches above 20 were slower per emulator step in the sweep, so say so.
+    return (
+        f"{head}; a larger --batch-size uses more, but learned less per step at 40 "
+        "(bench/results/learning.md)"
+    )
 
 
 class ConfigError(ValueError):
@@ -192,7 +212,8 @@ class TrainConfig:
         return self
 
     def num_actors(self, cores: int | None = None, where: str = "usable cores") -> tuple[int, str]:
-        """How many rollout actors to start, and a note when that is not ``num_envs``.
+        """How many rollout actors to start, and a note ("" for none): when that is
+        not ``num_envs``, or, for ``auto``, when cores would stay idle.
 
         ``auto`` takes ``cores`` (default: this process's usable cores; a Ray
         cluster's CPUs for actors there). Never more than ``batch_size``: a
@@ -200,7 +221,7 @@ class TrainConfig:
         """
         cores = usable_cores() if cores is None else cores
         if self.num_envs == "auto":
-            return min(cores, self.batch_size), ""
+            return min(cores, self.batch_size), idle_cores_hint(cores, self.batch_size, where)
         wanted = int(self.num_envs)
         if wanted > self.batch_size:
             n = self.batch_size

@@ -72,7 +72,19 @@ class _Latest:
     """
 
     state: Committed
-    saved: bool = False  # whether this process has written a checkpoint yet
+    saved_episode: int | None = None  # the episode this process last saved, if any
+
+    @property
+    def saved(self) -> bool:
+        """Whether this process has written a checkpoint yet."""
+        return self.saved_episode is not None
+
+    def save(self, cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> None:
+        """Checkpoint ``state`` unless this process has just saved that episode
+        (an interval save on the run's last batch, or right before a Ctrl-C)."""
+        if self.saved_episode != state.episode:
+            _save(cfg, state, backend)
+            self.saved_episode = state.episode
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -201,15 +213,14 @@ def train(
         except KeyboardInterrupt:
             state = latest.state
             with _signals_ignored():  # we are exiting anyway
-                _save(cfg, state, backend)
-                latest.saved = True
+                latest.save(cfg, state, backend)
                 _report_idle(actors, say)
                 saved = f"saved episode {state.episode} to {cfg.checkpoint}"
                 say(f"interrupted: {saved}; {continue_with}")
             raise
         except RolloutError as exc:  # the actors are lost; what is committed is not
             state = latest.state
-            _save(cfg, state, backend)
+            latest.save(cfg, state, backend)
             raise TrainingError(
                 f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; {continue_with}"
             ) from exc
@@ -220,8 +231,7 @@ def train(
             if board is not None:
                 with contextlib.suppress(OSError):
                     board.close()
-        _save(cfg, state, backend)
-        latest.saved = True
+        latest.save(cfg, state, backend)
         say(
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
             f"checkpoint {cfg.checkpoint}"
@@ -394,8 +404,7 @@ def _loop(
         if board is not None:  # before the save: the points up to it are then on disk
             board.batch(before, state, grads, update_seconds, actors, backend)
         if state.episode - last_saved >= cfg.checkpoint_every:
-            _save(cfg, state, backend)
-            latest.saved = True
+            latest.save(cfg, state, backend)
             last_saved = state.episode
         if recorder is not None:  # after the commit: video time is not training time
             recorder.after_batch(state.episode, state.params, backend.to_host)

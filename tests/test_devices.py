@@ -130,11 +130,14 @@ def test_training_on_device1_crosses_once_per_batch(
         assert np.abs(saved.cache[k]).max() > 0
 
     # A resume brings weights and cache up in one copy, then one copy per batch.
-    resumed_cfg = TrainConfig(**{**vars(cfg), "episodes": 8, "resume": cfg.checkpoint})
+    # Its last batch (episode 10) is also an interval save: saved once, not again
+    # as the end of the run.
+    resumed_cfg = TrainConfig(**{**vars(cfg), "episodes": 10, "resume": cfg.checkpoint})
     be2 = CountingBackend("float32", "device1")
     trainer.train(resumed_cfg, quiet=True, backend=be2)
-    assert be2.uploads[0] == 2 * weights and len(be2.uploads) == 2
-    assert be2.downloads == [weights, 2 * weights]
+    assert be2.uploads[0] == 2 * weights and len(be2.uploads) == 3
+    assert be2.downloads == [weights, weights, 2 * weights]
+    assert checkpoint.load(cfg.checkpoint).episode == 10
 
 
 def test_trainer_refuses_a_backend_of_another_dtype(tmp_path: Path) -> None:

@@ -268,6 +268,8 @@ def test_a_worker_process_killed_mid_run_stops_it_with_one_line(tmp_path: Path) 
     assert line == (f"error: a rollout worker process died; see its error above; saved episode "
                     f"{saved.episode} to {ckpt}; continue with: python train.py --resume {ckpt} "
                     "--device cpu --num-envs 2")  # fmt: skip
+    # Saved before its first interval checkpoint: the log stays for the resume to check.
+    assert logged(ckpt.with_suffix(".jsonl")) >= saved.episode > 0
 
 
 # -- 2. SIGINT and SIGTERM -------------------------------------------------------------

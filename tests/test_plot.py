@@ -84,6 +84,54 @@ def test_load_run_reads_the_log_columns(two_runs: list[Path]) -> None:
     assert run.reward.tolist() == [r["reward"] for r in lines]
     assert run.running_reward.tolist() == [r["running_reward"] for r in lines]
     assert np.all(np.diff(run.time) > 0)  # cumulative training seconds
+    assert run.steps.tolist() == [r["total_steps"] for r in lines]
+
+
+@PLOT
+def test_panels_follow_x(two_runs: list[Path], tmp_path: Path) -> None:
+    """One panel per --x axis; steps are the log's total_steps, in millions."""
+    from matplotlib.figure import Figure
+
+    drawn: list[Figure] = []
+    real_savefig = Figure.savefig
+
+    def keep(fig: Figure, *args: object, **kwargs: object) -> None:
+        drawn.append(fig)
+        real_savefig(fig, *args, **kwargs)
+
+    out = tmp_path / "steps.png"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Figure, "savefig", keep)
+        assert cli.plot_main([str(p) for p in two_runs] + ["--x", "steps", "-o", str(out)]) == 0
+    (ax,) = drawn[0].axes
+    assert ax.get_xlabel() == "emulator steps (millions)"
+    want = np.asarray(load_run(two_runs[1]).steps) / 1e6
+    bold = [line for line in ax.get_lines() if line.get_linewidth() == 2.0]
+    np.testing.assert_allclose(bold[1].get_xdata(), want)
+    assert out.stat().st_size > 0
+
+
+def test_bad_x_axes_and_logs_without_steps_give_one_line(
+    two_runs: list[Path], tmp_path: Path
+) -> None:
+    no_steps = tmp_path / "old.jsonl"
+    no_steps.write_text(
+        "".join(
+            json.dumps({"episode": e, "reward": -21, "running_reward": -21, "time": e}) + "\n"
+            for e in (1, 2)
+        )
+    )
+    cases = [
+        ([str(two_runs[0]), "--x", "frames"], "--x takes 1 to 3 different axes"),
+        ([str(two_runs[0]), "--x", "time", "time"], "--x takes 1 to 3 different axes"),
+        ([str(no_steps), "--x", "steps"], "no total_steps to plot against; drop --x steps"),
+    ]
+    for argv, needle in cases:
+        out = tmp_path / "x.png"
+        proc = run_cli("plot", *argv, "-o", str(out))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+        assert not out.exists()
 
 
 @PLOT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import cli_env, run_cli, run_cli_without
 
-from pongxp import checkpoint
+from pongxp import checkpoint, cli
 from pongxp.backend import gpu_available
+from pongxp.config import usable_cores
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5")
@@ -128,6 +130,55 @@ def test_more_actors_than_a_batch_has_episodes_are_not_started(train_cli: Run) -
     proc = train_cli("--episodes", "1", "--batch-size", "1", "--hidden", "8", "--num-envs", "4")
     assert proc.returncode == 0, proc.stderr
     assert "note: 1 actor, not 4: a batch has 1 episode;" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("preset", "cores", "actors", "says"),
+    [
+        ("fast", 2, 2, ""),  # fewer cores than episodes: all busy, nothing to say
+        ("fast", 10, 10, ""),
+        ("fast", 16, 10, "--preset many-cores (batch 20) keeps 16 busy"),
+        ("fast", 64, 10, "--preset many-cores (batch 20) keeps 20 busy"),
+        ("many-cores", 16, 16, ""),
+        ("many-cores", 64, 20, "a larger --batch-size uses more"),
+    ],
+)
+def test_auto_actors_say_what_would_use_idle_cores(
+    preset: str, cores: int, actors: int, says: str
+) -> None:
+    args = argparse.ArgumentParser()
+    cli.add_train_arguments(args)
+    cfg = cli.config_from_args(args.parse_args(["--preset", preset]))
+    n, note = cfg.num_actors(cores=cores, where="CPUs of the cluster")
+    assert n == actors
+    if not says:
+        assert note == ""
+    else:
+        assert (
+            says in note and f"keeps {cfg.batch_size} of {cores} CPUs of the cluster busy" in note
+        )
+        assert "\n" not in note
+
+
+def test_many_cores_preset_is_batch_20_and_flags_given_win() -> None:
+    args = argparse.ArgumentParser()
+    cli.add_train_arguments(args)
+    cfg = cli.config_from_args(args.parse_args(["--preset", "many-cores"]))
+    assert (cfg.batch_size, cfg.learning_rate) == (20, 2e-3)
+    cfg = cli.config_from_args(args.parse_args(["--preset", "many-cores", "--batch-size", "30"]))
+    assert (cfg.batch_size, cfg.learning_rate) == (30, 2e-3)
+
+
+def test_idle_cores_note_is_printed(train_cli: Run) -> None:
+    """A batch of 1 on a machine with 2 or more usable cores leaves cores idle."""
+    if usable_cores() < 2:
+        pytest.skip("needs 2 usable cores")
+    proc = train_cli("--episodes", "1", "--batch-size", "1", "--hidden", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"note: a batch of 1 episode keeps 1 of {usable_cores()} usable cores busy;" in proc.stdout
+    )
+    assert "--preset many-cores" in proc.stdout
 
 
 def test_resume_from_format_1_checkpoint_continues(small_checkpoint: Path, tmp_path: Path) -> None:
