@@ -32,8 +32,9 @@ batch, from the log's episodes around that point of the run (``--window``),
 training steps/s, the actors' idle share (during rollouts, as the trainer
 reports it, and over all wall time), the update's share of wall time, and the
 time to a running reward of 0: the steps the logged run needed (32.3M with the
-default log) over the modelled steps/s. That step count was measured with a
-batch of 10; it is assumed to hold per step for larger batches (untested here).
+default log) over the modelled steps/s. That step count was measured with the
+logged run's batch (``--log-batch``, 10 for the default log); for other batches
+it is an assumption, which ``bench/results/learning.md`` tests up to -10.
 
 The model is checked against training measured here with 1 and 2 actors
 (``bench_throughput.run_training``: steps/s over the batches after the first),
@@ -506,9 +507,10 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         "## Inputs",
         "",
-        f"- Episodes: `{inputs['log']}`, the `--preset fast` run: running reward "
-        f"{inputs['level']:g} at episode {inputs['episodes_to_level']:,} after "
-        f"{inputs['steps_to_level'] / 1e6:.1f}M steps (batch 10). Mean episode length by stage: "
+        f"- Episodes: `{inputs['log']}`, the {record['settings']['log_setting']} run: running "
+        f"reward {inputs['level']:g} at episode {inputs['episodes_to_level']:,} after "
+        f"{inputs['steps_to_level'] / 1e6:.1f}M steps (batch {record['settings']['log_batch']}). "
+        "Mean episode length by stage: "
         + ", ".join(f"{k} {v:,.0f}" for k, v in inputs["mean_steps_by_stage"].items())
         + " steps.",
         f"- Rollout speed of one actor on an idle core: {1 / costs['step_s']:,.0f} steps/s "
@@ -609,15 +611,24 @@ def markdown(record: dict[str, Any]) -> str:
             )
     else:
         lines.append("Not run (`--no-check`).")
-    lines += ["", "## Assumptions", ""] + [f"- {a}" for a in ASSUMPTIONS] + [""]
+    lines += ["", "## Assumptions", ""] + [f"- {a}" for a in assumptions(record)] + [""]
     return "\n".join(lines)
+
+
+def assumptions(record: dict[str, Any]) -> list[str]:
+    inputs, batch = record["inputs"], record["settings"]["log_batch"]
+    steps = (
+        f"A batch other than the logged run's {batch} needs as many steps to reach the level "
+        f"as the logged run did ({inputs['steps_to_level'] / 1e6:.1f}M to {inputs['level']:g}). "
+        "How steps to -10 changed with the batch (and its learning rate) is measured in "
+        "bench/results/learning.md."
+    )
+    return [ASSUMPTIONS[0], steps, *ASSUMPTIONS[1:]]
 
 
 ASSUMPTIONS = (
     "Every core runs one actor at the measured single-actor speed (no SMT, no shared memory "
     "bandwidth or frequency effects); the trainer's own work runs while the actors wait.",
-    "A bigger batch needs as many steps to reach the level as the logged batch-10 run did "
-    "(32.3M to 0); untested here. A bigger batch may need another learning rate.",
     "Episode lengths at each point of a run follow the logged run's (resampled within "
     "--window episodes), whatever the batch size.",
     "The CPU update is the code's at the git commit above, timed here; the GPU update is "
@@ -717,6 +728,7 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     try:
         for flag, value in (
             ("--min-batch", args.min_batch),
+            ("--log-batch", args.log_batch),
             ("--resamples", args.resamples),
             ("--window", args.window),
             ("--repeats", args.repeats),
@@ -737,6 +749,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, nargs="+", default=list(CORES))
     parser.add_argument("--min-batch", type=int, default=10, help="batch = max(this, cores)")
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG, help="the run to model")
+    parser.add_argument("--log-batch", type=int, default=10, help="the logged run's batch size")
+    parser.add_argument(
+        "--log-setting", default="`--preset fast`", help="the logged run's settings, for the .md"
+    )
     parser.add_argument("--level", type=float, default=0.0, help="running reward to reach")
     parser.add_argument("--resamples", type=int, default=20)
     parser.add_argument("--window", type=int, default=500, help="episodes to resample from")
