@@ -68,8 +68,8 @@ def idle_cores_hint(cores: int, batch_size: int, where: str = "usable cores") ->
         return f"{head}; --preset many-cores (batch {wide}) keeps {min(cores, wide)} busy"
     # Batches above 20 were slower per emulator step in the sweep, so say so.
     return (
-        f"{head}; a larger --batch-size uses more, but learned less per step at 40 "
-        "(bench/results/learning.md)"
+        f"{head}; a larger --batch-size uses more, but batch 40 needed more steps to a "
+        "running reward of -10 (bench/results/learning.md)"
     )
 
 
