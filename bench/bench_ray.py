@@ -77,7 +77,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def payloads(args: argparse.Namespace) -> dict[str, Any]:
-    """Bytes of one episode's reply (episode, stats, stream) and of the weights, as
+    """Bytes of one episode's reply (share, stream) and of the weights, as
     pickled (protocol 5, what Ray's object store holds), over ``args.episodes`` real
     episodes of the untrained policy at the default hidden size."""
     hidden = TrainConfig().hidden
@@ -86,8 +86,9 @@ def payloads(args: argparse.Namespace) -> dict[str, Any]:
     pool = ActorPool(args.env_id, 1, args.dtype)
     pool.set_weights(w1, w2)
     sizes, steps, seconds = [], [], []
-    for episode, stats, stream in pool.play(fresh_streams(7, args.episodes)):
-        sizes.append(len(pickle.dumps((episode, stats, stream), protocol=5)))
+    for share, stream in pool.play(fresh_streams(7, args.episodes)):
+        sizes.append(len(pickle.dumps((share, stream), protocol=5)))
+        (stats,) = share.ended
         steps.append(stats.steps)
         seconds.append(stats.seconds)
     pool.close()

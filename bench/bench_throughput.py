@@ -224,9 +224,9 @@ def run_rollouts(pool: ActorPool, episodes: int, streams: list[dict[str, Any]]) 
     batch_size, steps, done = len(streams), 0, 0
     while done < episodes:
         count = min(batch_size, episodes - done)
-        for j, (_, stats, stream) in enumerate(pool.play(streams[:count])):
+        for j, (share, stream) in enumerate(pool.play(streams[:count])):
             streams[j] = stream
-            steps += stats.steps
+            steps += share.batch.num_steps
         done += count
     wall, cpu1 = time.perf_counter() - wall, _pool_cpu(pool)
     busy, played = pool.busy_seconds - busy0, pool.wall_seconds - wall0
@@ -322,7 +322,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             pool = ActorPool(args.env_id, n, args.dtype)
             pool.set_weights(host["W1"], host["W2"])
             # Warm-up (imports, caches, colours) that also starts every slot's stream.
-            streams = [stream for _, _, stream in pool.play(fresh_streams(12345, args.batch_size))]
+            streams = [stream for _, stream in pool.play(fresh_streams(12345, args.batch_size))]
             runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
             for r in range(args.rounds):
                 runs["bare gym"].append(run_bare(args.env_id, n, "bare gym", args.bare_seconds, r))

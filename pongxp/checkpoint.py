@@ -55,6 +55,9 @@ REQUIRED = (
 STREAM_KEY = {1: "actors", 2: "streams"}  # by format version
 # Optional: where the run's metrics log is (resume.py); older files lack it.
 LOG_KEY = "metrics_log"
+# Optional: the step count the log holds at the checkpoint's episode, where it
+# is not total_steps (a batch of steps plays on after an episode's end).
+LOGGED_STEPS_KEY = "logged_steps"
 # Agent files hold this note in place of the optimiser and rollout state.
 AGENT_KEY = "agent"
 AGENT_NOTE = (
@@ -85,6 +88,13 @@ class Checkpoint:
     # The run's metrics log, relative to the checkpoint's directory (resume.py);
     # None in files written before it was recorded.
     metrics_log: str | None = None
+    # total_steps as the log records it at ``episode``; None: total_steps itself.
+    logged_steps: int | None = None
+
+    @property
+    def log_steps(self) -> int:
+        """The total_steps the metrics log holds at the checkpoint's episode."""
+        return self.total_steps if self.logged_steps is None else self.logged_steps
 
 
 def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
@@ -110,6 +120,8 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
     }
     if ckpt.metrics_log is not None:
         arrays[LOG_KEY] = np.asarray(ckpt.metrics_log)
+    if ckpt.logged_steps is not None and ckpt.logged_steps != ckpt.total_steps:
+        arrays[LOGGED_STEPS_KEY] = np.asarray(ckpt.logged_steps, dtype=np.int64)
     for name in WEIGHT_NAMES:
         arrays[name] = np.asarray(ckpt.params[name])
         arrays[f"cache_{name}"] = np.asarray(ckpt.cache[name])
@@ -380,7 +392,8 @@ def _load(path: Path, hidden: int | None) -> Checkpoint:
                 raise CheckpointError(
                     f"{path} is not a pongxp checkpoint: missing {', '.join(missing)}"
                 )
-            arrays = {k: data[k] for k in (*wanted, LOG_KEY) if k in data.files}
+            optional = (LOG_KEY, LOGGED_STEPS_KEY)
+            arrays = {k: data[k] for k in (*wanted, *optional) if k in data.files}
     except CheckpointError:
         raise
     except (
@@ -465,15 +478,20 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         )
     if config.hidden != h:
         raise CheckpointError(f"{path}: config says hidden {config.hidden} but W1 has {h} rows")
-    counters = {k: _scalar(path, arrays, k, "iu") for k in ("episode", "total_steps")}
+    counted = ["episode", "total_steps"] + [k for k in (LOGGED_STEPS_KEY,) if k in arrays]
+    counters = {k: _scalar(path, arrays, k, "iu") for k in counted}
     floats = {k: _scalar(path, arrays, k, "f") for k in ("running_reward", "elapsed")}
     for key, value in {**counters, **floats}.items():
         # running_reward is an average of episode rewards, so only finite.
         if not (np.isfinite(value) and (key == "running_reward" or value >= 0)):
             raise CheckpointError(f"{path}: '{key}' has the impossible value {value!r}")
+    logged = counters.get(LOGGED_STEPS_KEY)
+    if logged is not None and logged > counters["total_steps"]:
+        raise CheckpointError(f"{path}: '{LOGGED_STEPS_KEY}' exceeds 'total_steps'")
     log = _scalar(path, arrays, LOG_KEY, "U") if LOG_KEY in arrays else None
     return Checkpoint(
         metrics_log=log,
+        logged_steps=logged,
         params={n: arrays[n] for n in WEIGHT_NAMES},
         cache={} if agent else {n: arrays[f"cache_{n}"] for n in WEIGHT_NAMES},
         episode=counters["episode"],
@@ -510,9 +528,52 @@ def _check_streams(path: Path, streams: Any) -> None:
                 if stream[key].get("bit_generator") != "PCG64":
                     raise ValueError(f"{key} is not a PCG64 state")
                 np.random.PCG64().state = stream[key]  # validates the fields
+            if "episode" in stream:
+                _check_paused(stream["episode"])
         # ale-py reports undecodable bytes as SystemError; the rest are ours.
-        except (TypeError, KeyError, ValueError, AttributeError, SystemError, binascii.Error):
+        except (
+            TypeError,
+            KeyError,
+            ValueError,
+            AttributeError,
+            SystemError,
+            binascii.Error,
+            zlib.error,
+        ):
             raise CheckpointError(f"{path}: the rollout state of slot {i} is damaged") from None
+
+
+#: The arrays of a paused episode's frames, by the actor loop that paused it
+#: (``rollout.Actor``: the ALE's palette screens, or Gymnasium's last screen).
+_PAUSED_FRAMES = {
+    frozenset({"previous", "next", "foreground"}): {
+        "previous": ((210, 160), np.uint8),
+        "next": ((210, 160), np.uint8),
+        "foreground": ((256,), np.int8),
+    },
+    frozenset({"screen", "previous"}): {
+        "screen": ((210, 160, 3), np.uint8),
+        "previous": ((INPUT_SIZE,), np.uint8),
+    },
+}
+
+
+def _check_paused(episode: Any) -> None:
+    """Raise ValueError (or the like) unless ``episode`` is a paused episode's
+    record as ``rollout.Actor.state`` writes it."""
+    from pongxp.rollout import unpack_array
+
+    for key in ("reward", "steps", "last_action"):
+        if not isinstance(episode[key], int) or isinstance(episode[key], bool):
+            raise ValueError(f"{key} is not an integer")
+    if not -21 <= episode["reward"] <= 21 or episode["steps"] < 1:
+        raise ValueError("impossible score or length")
+    frames = episode["frames"]
+    shapes = _PAUSED_FRAMES[frozenset(frames)]
+    for name, (shape, dtype) in shapes.items():
+        array = unpack_array(frames[name])
+        if array.shape != shape or array.dtype != dtype:
+            raise ValueError(f"{name} has the wrong shape or dtype")
 
 
 def save_agent(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:

@@ -26,6 +26,7 @@ _FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
 FROM_CHECKPOINT = (
     "hidden",
     "batch_size",
+    "batch_steps",
     "learning_rate",
     "gamma",
     "decay_rate",
@@ -68,7 +69,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"episodes per RMSProp update (default {d.batch_size})",
+        help=f"episodes per RMSProp update; with --batch-steps, the slots that share a "
+        f"batch's steps, one emulator each (default {d.batch_size})",
+    )
+    alg.add_argument(
+        "--batch-steps",
+        type=int,
+        default=None,
+        metavar="S",
+        help="make a batch S emulator steps of whole points instead of --batch-size whole "
+        "episodes: each slot plays at least S / batch-size steps, stops at the end of a "
+        "point and carries its game into the next batch, so updates come at a steady rate "
+        "however long the games get. S is the learning setting; --batch-size only sets how "
+        "many actors can be busy, so give it about one slot per core (default 0: whole "
+        "episodes)",
     )
     alg.add_argument(
         "--lr",

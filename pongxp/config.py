@@ -25,6 +25,9 @@ MAX_NUM_ENVS = 512
 #: update holds every step's activations (at H = 200 and ~5k steps an episode,
 #: about 4 MB each in float32): 1024 episodes already need ~4 GB per update.
 MAX_BATCH_SIZE = 1024
+#: Steps per update in a batch of steps (``--batch-steps``): as much memory as
+#: 1024 episodes of ~5k steps.
+MAX_BATCH_STEPS = 5_000_000
 #: Where a new run writes unless told (a resume writes the resumed run's own).
 DEFAULT_CHECKPOINT = "runs/pong.npz"
 DEFAULT_METRICS = "runs/pong.jsonl"
@@ -133,7 +136,10 @@ class TrainConfig:
 
     # Algorithm
     hidden: int = 200  # H, hidden units
-    batch_size: int = 10  # episodes per RMSProp update
+    batch_size: int = 10  # episodes per RMSProp update; with batch_steps, slots
+    # Emulator steps per update, in whole points (slot_share.py); 0 = batches of
+    # batch_size whole episodes, Karpathy's and the tutorial's.
+    batch_steps: int = 0
     learning_rate: float = 1e-4
     gamma: float = 0.99  # reward discount
     decay_rate: float = 0.99  # RMSProp decay of the squared-gradient cache
@@ -177,6 +183,15 @@ class TrainConfig:
                 no emulator is made), so a typo fails now, not after start-up.
         """
         check_number("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_number(
+            "--batch-steps", self.batch_steps, 0, MAX_BATCH_STEPS, note=" (0: whole episodes)"
+        )
+        if 0 < self.batch_steps < self.batch_size:
+            raise ConfigError(
+                f"--batch-steps {self.batch_steps} gives each of the {self.batch_size} slots "
+                f"(--batch-size) no step; give at least {self.batch_size}, or a smaller "
+                "--batch-size"
+            )
         positive_ints = {
             "episodes": self.episodes,
             "hidden": self.hidden,

@@ -117,12 +117,53 @@ class PaletteFrames:
         # index goes from old to new; _UNKNOWN where either colour is unseen.
         self._step = np.full((256, 256), _UNKNOWN, dtype=np.int8)
         self._previous = 0  # which of the two screens holds the previous frame
+        # The next frame is already in its buffer (read by ``snapshot`` or set
+        # by ``restore``), not to be read from the emulator again.
+        self._pending = False
 
     def reset(self) -> None:
         """Read an episode's first frame; it becomes the previous frame."""
         self._previous = 0
+        self._pending = False
         self._get_screen(self._screens[0])
         self._learn_new(self._screens[0])
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """What a game paused between two steps continues from, for ``restore``.
+
+        An emulator restored from a saved state does not restore its screen, so
+        the next frame is read now, while the emulator still shows it, and its
+        colours are learnt now, while its RGB screen can still be read.
+
+        Returns:
+            {"previous": (210, 160) uint8, "next": (210, 160) uint8 palette
+            screens, "foreground": (256,) int8 the colours learnt so far}.
+        """
+        nxt = 1 - self._previous
+        if not self._pending:
+            self._get_screen(self._screens[nxt])
+            self._learn_new(self._screens[nxt])
+            self._pending = True
+        return {
+            "previous": self._screens[self._previous].copy(),
+            "next": self._screens[nxt].copy(),
+            "foreground": self._foreground.copy(),
+        }
+
+    def restore(self, saved: dict[str, np.ndarray]) -> None:
+        """Continue from a ``snapshot`` (taken by this or another emulator's frames).
+
+        Colours the snapshot's frames hold were learnt by its taker, so they
+        are taken from its table where this one has not learnt them yet.
+        """
+        self._previous, self._pending = 0, True
+        self._screens[0] = saved["previous"]
+        self._screens[1] = saved["next"]
+        theirs = np.asarray(saved["foreground"], dtype=np.int8)
+        new = (self._foreground == _UNKNOWN) & (theirs != _UNKNOWN)
+        if new.any():
+            self._foreground[new] = theirs[new]
+            self._rebuild_steps()
 
     def step(self) -> tuple[np.ndarray, np.ndarray]:
         """Read the next frame and return its difference to the previous one.
@@ -132,7 +173,10 @@ class PaletteFrames:
             signs: (k,) int8, +1 where a pixel appeared, -1 where one vanished.
         """
         prev, nxt = self._previous, 1 - self._previous
-        self._get_screen(self._screens[nxt])
+        if self._pending:
+            self._pending = False
+        else:
+            self._get_screen(self._screens[nxt])
         self._previous = nxt
         np.not_equal(self._pairs[nxt], self._pairs[prev], out=self._changed)
         (changed,) = self._changed.reshape(-1).nonzero()
@@ -159,6 +203,9 @@ class PaletteFrames:
             if reds.shape[0] != 1:  # one palette index has one colour; anything else is a bug
                 raise RuntimeError(f"palette index {value} shows red values {reds.tolist()}")
             self._foreground[value] = is_foreground(reds)[0]
+        self._rebuild_steps()
+
+    def _rebuild_steps(self) -> None:
         known = self._foreground != _UNKNOWN
         self._step[...] = _UNKNOWN
         both = known[:, None] & known[None, :]

@@ -2,14 +2,15 @@
 
 ``RayActorPool`` has the interface of ``workers.ActorPool`` (``workers.Pool``)
 and plays each slot of a batch from the same stream with the same code
-(``workers._play_stream``), so a run with ``--actors ray`` plays exactly the
+(``workers.play_stream``), so a run with ``--actors ray`` plays exactly the
 episodes of a run with ``--actors processes``, for any number of actors.
 
 Per batch the weights go out once: one ``ray.put``, whose ObjectRef travels
 with every ``play`` call inside a list (Ray resolves only top-level ObjectRef
 arguments), so an actor fetches and converts the weights only when the ref is
 new, i.e. once a batch, and a replacement actor gets them with its first
-slot. Each call returns one episode (HostBatch, stats, the stream's new state).
+slot. Each call returns a slot's share of the batch (``rollout.Share``) and the
+stream's new state.
 
 Faults: the streams of a batch stay in this process, so an actor that dies
 mid-batch (``ray.kill``, a crashed worker or node) loses nothing: a new actor
@@ -44,8 +45,8 @@ from pongxp.workers import (
     RolloutError,
     Stream,
     _make_actor,
-    _play_stream,
     count_busy,
+    play_stream,
 )
 
 #: Seconds to wait for actors to start (imports and a ROM load each; a new node's
@@ -88,12 +89,12 @@ class RolloutActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def play(self, weights: list[Any], stream: Stream) -> Played:
-        """Play one episode from ``stream`` with the weights in ``weights[0]``."""
+    def play(self, weights: list[Any], stream: Stream, quota: int | None) -> Played:
+        """Play a slot's share from ``stream`` with the weights in ``weights[0]``."""
         if weights[0] != self.weights:
             self.actor.set_weights(*ray.get(weights[0]))
             self.weights = weights[0]
-        return _play_stream(self.actor, stream)
+        return play_stream(self.actor, stream, quota)
 
 
 # One CPU each: Ray places no more actors on a node than it has cores.
@@ -280,12 +281,15 @@ class RayActorPool:
         """Host weights (W1 (H, D), W2 (H,)) for the next episodes: one put for all actors."""
         self._weights = [ray.put((w1, w2))]
 
-    def play(self, streams: list[Stream]) -> Iterator[Played]:
-        """Play one episode from each stream; yield them in slot order.
+    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]:
+        """Play each slot's share of a batch from its stream; yield them in slot order.
+
+        Args:
+            quota: ``slot_share.slot_quota``'s steps a share; None: one episode each.
 
         Yields:
-            (episode, stats, stream): the episode played from ``streams[j]`` and
-            that stream's state after it, for j = 0, 1, ...
+            (share, stream): what was played from ``streams[j]`` and that
+            stream's state after it, for j = 0, 1, ...
 
         Raises:
             RolloutError: an actor raised, or slots kept losing their actors.
@@ -295,7 +299,7 @@ class RayActorPool:
         running: dict[Any, tuple[Any, int]] = {}  # ObjectRef -> (actor, slot)
 
         def dispatch(actor: Any, slot: int) -> None:
-            ref = actor.play.remote(self._weights, streams[slot])
+            ref = actor.play.remote(self._weights, streams[slot], quota)
             running[ref] = (actor, slot)
 
         def dispatch_idle() -> None:

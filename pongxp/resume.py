@@ -233,13 +233,13 @@ def _log_up_to(log: str, resumed: Checkpoint) -> tuple[list[dict[str, Any]], str
             f"metrics log {log} ends at episode {episodes[-1]}, before the checkpoint's {done}"
         )
     last = kept[-1]
-    if last.get("total_steps") != resumed.total_steps or not _close(
+    if last.get("total_steps") != resumed.log_steps or not _close(
         last.get("running_reward"), resumed.running_reward
     ):
         return [], (
             f"metrics log {log} is not this run's: at episode {done} it has "
-            f"{last.get('total_steps')} steps in all, the checkpoint {resumed.total_steps}"
-            if last.get("total_steps") != resumed.total_steps
+            f"{last.get('total_steps')} steps in all, the checkpoint {resumed.log_steps}"
+            if last.get("total_steps") != resumed.log_steps
             else f"metrics log {log} is not this run's: its running reward at episode {done} "
             f"is {last.get('running_reward')}, the checkpoint's {resumed.running_reward:.6f}"
         )

@@ -58,7 +58,16 @@ EPISODE_TAGS = {
 #: Order of ``weight_and_grad_norms``'s result -> scalar tag.
 NORM_TAGS = ("norms/W1", "norms/W2", "norms/grad_W1", "norms/grad_W2")
 #: Settings shown in TensorBoard's HParams tab, to compare runs by.
-HPARAMS = ("hidden", "batch_size", "learning_rate", "gamma", "decay_rate", "seed", "env_id")
+HPARAMS = (
+    "hidden",
+    "batch_size",
+    "batch_steps",
+    "learning_rate",
+    "gamma",
+    "decay_rate",
+    "seed",
+    "env_id",
+)
 #: Where a file being cut is written before it is renamed into place; the name
 #: holds no "tfevents", so a running TensorBoard never reads it half-written.
 _CUT_TEMP = "pongxp-cut"

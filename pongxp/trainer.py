@@ -34,6 +34,7 @@ from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
+from pongxp.slot_share import slot_quota
 from pongxp.update import all_finite, apply_update
 from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_streams
 
@@ -61,6 +62,9 @@ class Committed:
     total_steps: int
     elapsed: float
     streams: list[dict[str, Any]]  # one per slot of a batch (``workers``)
+    # total_steps as logged with the last episode: less than total_steps when a
+    # batch of steps played on after it (``slot_share``).
+    logged_steps: int = 0
 
 
 @dataclass
@@ -188,7 +192,7 @@ def train(
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
             (params,) = backend.to_device_all(host)
             streams = fresh_streams(cfg.seed, cfg.batch_size)
-            state = Committed(params, zeros_like_params(params, xp), 0, 0.0, 0, 0.0, streams)
+            state = Committed(params, zeros_like_params(params, xp), 0, 0.0, 0, 0.0, streams, 0)
         else:
             params, cache = backend.to_device_all(resumed.params, resumed.cache)
             state = Committed(
@@ -199,8 +203,16 @@ def train(
                 resumed.total_steps,
                 resumed.elapsed,
                 fit_streams(resumed.streams, cfg.batch_size, cfg.seed, resumed.episode),
+                resumed.log_steps,
             )
             say(f"resumed from {cfg.resume} at episode {state.episode}")
+            dropped = sum("episode" in s for s in resumed.streams[cfg.batch_size :])
+            if dropped:
+                say(
+                    f"note: --batch-size {cfg.batch_size} has fewer slots than the checkpoint's "
+                    f"{len(resumed.streams)}: {dropped} episode{'s' if dropped > 1 else ''} "
+                    "in progress there will not be finished or logged"
+                )
             if not resumed.streams:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
         metrics = MetricsLog(cfg.metrics, files.log_records)
@@ -330,6 +342,7 @@ def _loop(
     # The run's rate counts from this process's start (a resume's earlier time
     # was another process's, perhaps on another machine).
     first_steps, first_time = state.total_steps, state.elapsed
+    quota = slot_quota(cfg.batch_steps, cfg.batch_size)
     while state.episode < cfg.episodes:
         batch_start = time.perf_counter()
         before = state
@@ -338,34 +351,44 @@ def _loop(
         actors.set_weights(weights["W1"], weights["W2"])
 
         played, streams = [], list(state.streams)
-        count = min(cfg.batch_size, cfg.episodes - episode)
-        for j, (ep, stats, stream) in enumerate(actors.play(state.streams[:count])):
+        logged_steps = state.logged_steps
+        # A batch of steps plays every slot; a batch of episodes no more than the run needs.
+        count = cfg.batch_size if quota else min(cfg.batch_size, cfg.episodes - episode)
+        for j, (share, stream) in enumerate(actors.play(state.streams[:count], quota)):
             streams[j] = stream
-            episode += 1
-            steps += stats.steps
-            running = stats.reward if episode == 1 else 0.99 * running + 0.01 * stats.reward
-            played.append(ep)
-            now = state.elapsed + time.perf_counter() - batch_start
-            record = {
-                "episode": episode,
-                "reward": stats.reward,
-                "running_reward": round(running, 6),
-                "steps": stats.steps,
-                "steps_per_s": round(stats.steps / max(stats.seconds, 1e-9), 1),
-                "total_steps": steps,
-                "time": round(now, 3),
-                "run_steps_per_s": round((steps - first_steps) / max(now - first_time, 1e-9), 1),
-            }
-            try:
-                metrics.write(record)
-            except OSError as exc:  # e.g. the disk filled up
-                raise TrainingError(
-                    f"cannot write metrics log {cfg.metrics}: {exc.strerror or exc}; "
-                    f"{_kept(cfg, latest, last_saved)}"
-                ) from exc
-            progress.episode(record)
-            if board is not None:
-                board.episode(record)
+            played.append(share.batch)
+            # Episodes are logged in slot order, each at the steps played before
+            # its end (the slots before it, then its own share up to its end).
+            for stats, at in zip(share.ended, share.ended_at, strict=True):
+                episode += 1
+                logged_steps = steps + at
+                running = stats.reward if episode == 1 else 0.99 * running + 0.01 * stats.reward
+                now = state.elapsed + time.perf_counter() - batch_start
+                record = {
+                    "episode": episode,
+                    "reward": stats.reward,
+                    "running_reward": round(running, 6),
+                    "steps": stats.steps,
+                    # The actor's rate over the share (= the episode, in whole-episode
+                    # batches): an episode a batch of steps carried was played by several.
+                    "steps_per_s": round(share.batch.num_steps / max(share.seconds, 1e-9), 1),
+                    "total_steps": logged_steps,
+                    "time": round(now, 3),
+                    "run_steps_per_s": round(
+                        (logged_steps - first_steps) / max(now - first_time, 1e-9), 1
+                    ),
+                }
+                try:
+                    metrics.write(record)
+                except OSError as exc:  # e.g. the disk filled up
+                    raise TrainingError(
+                        f"cannot write metrics log {cfg.metrics}: {exc.strerror or exc}; "
+                        f"{_kept(cfg, latest, last_saved)}"
+                    ) from exc
+                progress.episode(record)
+                if board is not None:
+                    board.episode(record)
+            steps += share.batch.num_steps
 
         device_batch = backend.batch_to_device(stack(played), INPUT_SIZE)
         backend.sync()  # the upload is done: time the update alone
@@ -399,6 +422,7 @@ def _loop(
             steps,
             state.elapsed + time.perf_counter() - batch_start,
             streams,
+            logged_steps,
         )
         latest.state = state
         if board is not None:  # before the save: the points up to it are then on disk
@@ -423,6 +447,7 @@ def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> N
         config=replace(cfg, resume=None),
         streams=state.streams,
         metrics_log=resume.log_location(str(cfg.checkpoint), str(cfg.metrics)),
+        logged_steps=state.logged_steps,
     )
     try:
         checkpoint.save(cfg.checkpoint, ckpt, keep=cfg.keep)

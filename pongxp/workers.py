@@ -1,12 +1,13 @@
 """Rollout actors in parallel processes, and the per-slot streams that make a
 run the same whatever their number.
 
-Slot j of a batch (its j-th episode) is always played from *stream* j: the
-emulator's state with its RNG (sticky actions), the frameskip generator and the
-action sampler. A stream is a small JSON-able dict that the trainer carries
-from batch to batch and saves in checkpoints; it is either fresh,
-``{"seed": s}`` (the emulator is seeded from ``s`` when first played, a ROM
-reload of ~120 ms), or running, ``rollout.Actor.state()``.
+Slot j of a batch (its j-th episode, or with ``--batch-steps`` its j-th share
+of the steps: ``slot_share``) is always played from *stream* j: the emulator's
+state with its RNG (sticky actions), the frameskip generator and the action
+sampler, and an episode a batch of steps paused. A stream is a small JSON-able
+dict that the trainer carries from batch to batch and saves in checkpoints; it
+is either fresh, ``{"seed": s}`` (the emulator is seeded from ``s`` when first
+played, a ROM reload of ~120 ms), or running, ``rollout.Actor.state()``.
 
 Because the randomness belongs to the slot, not to the actor, any free actor
 can take any slot: the parent hands the next slot to whichever actor finishes
@@ -16,8 +17,8 @@ Only ``batch_size`` slots exist, so at most that many actors can be busy.
 
 With one actor it runs in this process; with more, each lives in a spawned
 worker process that receives the weights once per batch, one slot's stream at
-a time, and sends back the whole episode (a few hundred KB) and the stream's
-new state. ``ray_pool.RayActorPool`` does the same with Ray actors (``Pool``
+a time, and sends back its share (a whole episode is a few hundred KB) and the
+stream's new state. ``ray_pool.RayActorPool`` does the same with Ray actors (``Pool``
 is the interface both have).
 
 Why processes and not ale-py's ``AtariVectorEnv``: the vector env only has a
@@ -41,12 +42,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pongxp.batch import HostBatch
-from pongxp.rollout import Actor, EpisodeStats
+from pongxp.rollout import Actor, Share
 
 Stream = dict[str, Any]
 _SLOT_TAG = 0x736C6F74  # keeps these seeds apart from other (seed, ...) hashes
-Played = tuple[HostBatch, EpisodeStats, Stream]
+Played = tuple[Share, Stream]  # a slot's share of a batch and its stream's new state
 
 
 class RolloutError(RuntimeError):
@@ -65,7 +65,7 @@ class Pool(Protocol):
 
     def set_weights(self, w1: np.ndarray, w2: np.ndarray) -> None: ...
 
-    def play(self, streams: list[Stream]) -> Iterator[Played]: ...
+    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]: ...
 
     def close(self) -> None: ...
 
@@ -95,10 +95,12 @@ def _make_actor(env_id: str, dtype: str) -> Actor:
     return Actor(env_id, 0, xp, dtype)
 
 
-def _play_stream(actor: Actor, stream: Stream) -> Played:
+def play_stream(actor: Actor, stream: Stream, quota: int | None) -> Played:
+    """Play a slot's share from its stream (``slot_share``); every kind of actor
+    plays through this, so all give the same batches."""
     actor.load_stream(stream)
-    episode, stats = actor.play()
-    return episode, stats, actor.state()
+    share = actor.play_share(quota)
+    return share, actor.state()
 
 
 def _worker(conn: Any, env_id: str, dtype: str) -> None:
@@ -111,8 +113,8 @@ def _worker(conn: Any, env_id: str, dtype: str) -> None:
         if command == "weights":
             actor.set_weights(*arg)
         elif command == "play":
-            slot, stream = arg
-            conn.send(("episode", (slot, *_play_stream(actor, stream))))
+            slot, stream, quota = arg
+            conn.send(("share", (slot, *play_stream(actor, stream, quota))))
         elif command == "close":
             actor.close()
             conn.close()
@@ -127,14 +129,14 @@ def _send(conn: Any, message: tuple[str, Any]) -> None:
 
 
 def count_busy(pool: Pool, played: Played, since: float) -> float:
-    """Add an episode about to be handed out to ``pool``'s busy and wall times.
+    """Add a share about to be handed out to ``pool``'s busy and wall times.
 
     Both count up to the last episode handed out, so a batch cut short
     (Ctrl-C) leaves them consistent and the idle share never comes out
     negative. Returns the time counted up to.
     """
     now = time.perf_counter()
-    pool.busy_seconds += played[1].seconds
+    pool.busy_seconds += played[0].seconds
     pool.wall_seconds += now - since
     return now
 
@@ -181,40 +183,43 @@ class ActorPool:
         """Process ids of the worker processes (empty with one actor, which runs here)."""
         return [proc.pid for proc in self._procs]
 
-    def play(self, streams: list[Stream]) -> Iterator[Played]:
-        """Play one episode from each stream; yield them in slot order.
+    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]:
+        """Play each slot's share of a batch from its stream; yield them in slot order.
+
+        Args:
+            quota: ``slot_share.slot_quota``'s steps a share; None: one episode each.
 
         Yields:
-            (episode, stats, stream): the episode played from ``streams[j]`` and
-            that stream's state after it, for j = 0, 1, ...
+            (share, stream): what was played from ``streams[j]`` and that
+            stream's state after it, for j = 0, 1, ...
         """
         if self._local is not None:
             for stream in streams:
                 start = time.perf_counter()
-                played = _play_stream(self._local, stream)
+                played = play_stream(self._local, stream, quota)
                 count_busy(self, played, start)
                 yield played
             return
         start = time.perf_counter()
         pending = deque(enumerate(streams))
         for conn in self._conns[: len(streams)]:
-            self._dispatch(conn, pending)
+            self._dispatch(conn, pending, quota)
         arrived: dict[int, Played] = {}
         for j in range(len(streams)):
             while j not in arrived:
                 for conn in wait(list(self._busy)):
-                    slot, *played = self._receive(conn, "episode")
+                    slot, *played = self._receive(conn, "share")
                     self._busy.discard(conn)
                     # Hand out the next slot before anything else, so the actor
                     # plays while the trainer logs what came back.
-                    self._dispatch(conn, pending)
+                    self._dispatch(conn, pending, quota)
                     arrived[slot] = tuple(played)  # type: ignore[assignment]
             start = count_busy(self, arrived[j], start)
             yield arrived.pop(j)
 
-    def _dispatch(self, conn: Any, pending: deque[tuple[int, Stream]]) -> None:
+    def _dispatch(self, conn: Any, pending: deque[tuple[int, Stream]], quota: int | None) -> None:
         if pending:
-            _send(conn, ("play", pending.popleft()))
+            _send(conn, ("play", (*pending.popleft(), quota)))
             self._busy.add(conn)
 
     def close(self) -> None:

@@ -220,9 +220,9 @@ def test_pool_plays_each_slot_from_its_stream_whatever_the_actor_count() -> None
         try:
             pool.set_weights(w["W1"], w["W2"])
             streams = fresh_streams(7, 3)  # 3 slots on 2 actors: one takes two
-            first = [(ep, stream) for ep, _, stream in pool.play(streams)]
+            first = [(share.batch, stream) for share, stream in pool.play(streams)]
             # The next batch continues each slot's stream, not each actor's.
-            second = [(ep, stream) for ep, _, stream in pool.play([s for _, s in first])]
+            second = [(share.batch, s) for share, s in pool.play([s for _, s in first])]
             assert pool.busy_seconds > 0 and pool.wall_seconds > 0
             return first + second
         finally:

@@ -107,7 +107,7 @@ def real_batch() -> tuple[HostBatch, dict[str, np.ndarray]]:
     params = init_params(np.random.default_rng(1), 32, INPUT_SIZE)
     pool = ActorPool("Pong-v0", 1, dtype="float64")
     pool.set_weights(params["W1"], params["W2"])
-    episodes = [ep for ep, _, _ in pool.play(fresh_streams(1, 3))]
+    episodes = [share.batch for share, _ in pool.play(fresh_streams(1, 3))]
     pool.close()
     return stack(episodes), params
 
