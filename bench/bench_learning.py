@@ -86,12 +86,18 @@ def _reached(log: Path, until: float | None) -> bool:
 
 
 def run_all(
-    runs: list[tuple[str, list[str], Path]], episodes: int, jobs: int, until: float | None = None
+    runs: list[tuple[str, list[str], Path]],
+    episodes: int,
+    jobs: int,
+    until: float | None = None,
+    tensorboard: bool = False,
 ) -> None:
     """Run (or resume) each ``(name, flags, stem)`` to ``episodes``, ``jobs`` at a time.
 
     With ``until``, a run also stops (SIGTERM: it saves and can be resumed)
-    once its running reward reaches that level: a screen needs no more.
+    once its running reward reaches that level: a screen needs no more. With
+    ``tensorboard``, a new run also writes TensorBoard events (with the
+    per-batch policy figures of ``pongxp.diagnostics``) into ``<stem>-tb``.
     """
     todo = []
     for name, flags, stem in runs:
@@ -102,6 +108,8 @@ def run_all(
             continue
         ckpt = stem.with_name(stem.name + ".npz")
         start = ["--resume", str(ckpt)] if ckpt.exists() else ["--overwrite", *flags]
+        if tensorboard and not ckpt.exists():
+            start += ["--tensorboard", str(stem.with_name(stem.name + "-tb"))]
         cmd = [sys.executable, str(ROOT / "train.py"), *start, "--episodes", str(episodes),
                "--checkpoint", str(ckpt), "--metrics", str(log), "--num-envs", "1",
                "--device", "cpu", "--quiet", "--checkpoint-every", "100"]  # fmt: skip
@@ -227,6 +235,11 @@ def main(argv: list[str] | None = None) -> None:
         help="also stop each run once its running reward reaches R (a screen, e.g. -10)",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=usable_cores(), help="runs at once")
+    parser.add_argument(
+        "--tensorboard", action="store_true",
+        help="new runs also write TensorBoard events, per-batch policy figures included, "
+        "into RUNS/<run>-tb",
+    )  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path.home() / "pongxp-runs" / "learning")
     parser.add_argument("--report-only", action="store_true", help="read the logs only")
     parser.add_argument(
@@ -247,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, flags in settings.items()
             for seed in args.seeds
         ]
-        run_all(runs, args.episodes, args.jobs, args.until)
+        run_all(runs, args.episodes, args.jobs, args.until, args.tensorboard)
     record: dict[str, Any] = {
         "machine": machine.describe(),
         "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pongxp import checkpoint
+from pongxp import checkpoint, diagnostics
 from pongxp.config import ConfigError, TrainConfig
 from pongxp.extras import require
 
@@ -252,6 +252,7 @@ class TensorBoardLog:
         update_seconds: float,
         pool: Pool,
         backend: Backend,
+        figures: Any = None,
     ) -> None:
         """One batch's scalars at its last step, then a flush, so every point up
         to a checkpoint is on disk when that is saved.
@@ -261,6 +262,7 @@ class TensorBoardLog:
             grads: the batch's gradient, on the device.
             update_seconds: the update's own time.
             pool: the actors, with their busy and wall seconds so far.
+            figures: ``diagnostics.batch_figures`` of the batch (on the device), if any.
         """
         if self._file is None:
             return
@@ -271,8 +273,11 @@ class TensorBoardLog:
         values = {
             "speed/train_steps_per_s": steps / max(seconds, 1e-9),
             "speed/update_seconds": update_seconds,
+            "batch/steps": steps,
             **dict(zip(NORM_TAGS, norms.tolist(), strict=True)),
         }
+        if figures is not None:
+            values.update(zip(diagnostics.TAGS, backend.to_host(figures).tolist(), strict=True))
         if wall > 0:
             values["speed/actors_idle"] = max(0.0, 1 - busy / (pool.num_actors * wall))
         self._scalars(after.total_steps, values)

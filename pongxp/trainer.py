@@ -30,6 +30,7 @@ from pongxp import backend as backend_mod
 from pongxp import checkpoint, resume, tensorboard_log
 from pongxp.batch import stack
 from pongxp.config import INPUT_SIZE, TrainConfig
+from pongxp.diagnostics import batch_figures
 from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
@@ -426,7 +427,8 @@ def _loop(
         )
         latest.state = state
         if board is not None:  # before the save: the points up to it are then on disk
-            board.batch(before, state, grads, update_seconds, actors, backend)
+            figures = batch_figures(before.params, state.params, device_batch, xp)
+            board.batch(before, state, grads, update_seconds, actors, backend, figures)
         if state.episode - last_saved >= cfg.checkpoint_every:
             latest.save(cfg, state, backend)
             last_saved = state.episode
