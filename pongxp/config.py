@@ -59,11 +59,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def idle_cores_hint(cores: int, batch_size: int, where: str = "usable cores") -> str:
+def idle_cores_hint(
+    cores: int, batch_size: int, where: str = "usable cores", batch_steps: int = 0
+) -> str:
     """One line for ``--num-envs auto`` when ``cores`` outnumber a batch's episodes
-    (only ``batch_size`` actors can be busy at once); "" when they do not."""
+    or slots (only ``batch_size`` actors can be busy at once); "" when they do not."""
     if cores <= batch_size:
         return ""
+    if batch_steps:  # the slots only share the steps out: more change nothing else
+        return (
+            f"note: {batch_size} slots keep {batch_size} of {cores} {where} busy; "
+            f"--batch-size {cores} keeps all busy, with the same {batch_steps:,} steps a batch"
+        )
     wide = PRESETS["many-cores"]["batch_size"]
     episodes = "episode" if batch_size == 1 else "episodes"
     head = f"note: a batch of {batch_size} {episodes} keeps {batch_size} of {cores} {where} busy"
@@ -232,17 +239,19 @@ class TrainConfig:
 
         ``auto`` takes ``cores`` (default: this process's usable cores; a Ray
         cluster's CPUs for actors there). Never more than ``batch_size``: a
-        batch has that many episodes, so further actors could only wait.
+        batch has that many episodes (or slots), so further actors could only wait.
         """
         cores = usable_cores() if cores is None else cores
         if self.num_envs == "auto":
-            return min(cores, self.batch_size), idle_cores_hint(cores, self.batch_size, where)
+            hint = idle_cores_hint(cores, self.batch_size, where, self.batch_steps)
+            return min(cores, self.batch_size), hint
         wanted = int(self.num_envs)
         if wanted > self.batch_size:
             n = self.batch_size
+            unit = "slot" if self.batch_steps else "episode"
             return n, (
                 f"note: {n} actor{'s' if n > 1 else ''}, not {wanted}: a batch has {n} "
-                f"episode{'s' if n > 1 else ''}; a larger --batch-size keeps more cores busy"
+                f"{unit}{'s' if n > 1 else ''}; a larger --batch-size keeps more cores busy"
             )
         if wanted > cores:
             return wanted, (

@@ -227,7 +227,7 @@ def train(
             state = latest.state
             with _signals_ignored():  # we are exiting anyway
                 latest.save(cfg, state, backend)
-                _report_idle(actors, say)
+                _report_idle(actors, say, cfg)
                 saved = f"saved episode {state.episode} to {cfg.checkpoint}"
                 say(f"interrupted: {saved}; {continue_with}")
             raise
@@ -249,7 +249,7 @@ def train(
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
             f"checkpoint {cfg.checkpoint}"
         )
-        _report_idle(actors, say)
+        _report_idle(actors, say, cfg)
         return state
     except Exception as exc:
         if resumed is None and latest is not None and not latest.saved:
@@ -271,11 +271,12 @@ def train(
         progress.close()
 
 
-def _report_idle(actors: Pool, say: Any) -> None:
-    """How much of the rollout time the actors waited (for a batch's last episode)."""
+def _report_idle(actors: Pool, say: Any, cfg: TrainConfig) -> None:
+    """How much of the rollout time the actors waited (for a batch's last share)."""
     if actors.num_actors > 1 and actors.wall_seconds > 0:
         idle = 1 - actors.busy_seconds / (actors.num_actors * actors.wall_seconds)
-        say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last episode)")
+        last = "share" if cfg.batch_steps else "episode"
+        say(f"actors idle {idle:.1%} of the rollout time (a batch waits for its last {last})")
 
 
 def _memory_tips(cfg: TrainConfig, training: bool) -> list[str]:
