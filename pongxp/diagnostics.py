@@ -40,7 +40,7 @@ def batch_figures(before: Params, after: Params, batch: DeviceBatch, xp: Any) ->
     """
     _, p_up = forward(before, batch.frames, xp)
     # Clipped so that p = 0 or 1 exactly (float32 saturates) gives 0 * log(0) = 0.
-    tiny = xp.finfo(p_up.dtype).tiny
+    tiny = xp.finfo(p_up.dtype).smallest_normal
     p = xp.clip(p_up, tiny, 1.0)
     q = xp.clip(1 - p_up, tiny, 1.0)
     entropy = -(p_up * xp.log(p) + (1 - p_up) * xp.log(q))

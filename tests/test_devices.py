@@ -140,6 +140,32 @@ def test_training_on_device1_crosses_once_per_batch(
     assert checkpoint.load(cfg.checkpoint).episode == 10
 
 
+def test_batch_of_steps_on_device1_with_tensorboard_crosses_once_per_batch(
+    tmp_path: Path, implicit_reads: Counter[str]
+) -> None:
+    """Batches of 1,200 steps in 2 slots (games carried between batches), with
+    TensorBoard's per-batch figures computed on the device: still one copy up
+    per batch, and down only the weights and each batch's 9 figures."""
+    pytest.importorskip("tensorboardX")
+    hidden = 8
+    cfg = TrainConfig(
+        hidden=hidden, batch_size=2, batch_steps=1200, episodes=3, checkpoint_every=1000,
+        num_envs=1, seed=3, dtype="float32", checkpoint=str(tmp_path / "run.npz"),
+        metrics=str(tmp_path / "run.jsonl"), tensorboard=str(tmp_path / "tb"),
+    )  # fmt: skip
+    be = CountingBackend("float32", "device1")
+    trainer.train(cfg, quiet=True, backend=be)
+    saved = checkpoint.load(cfg.checkpoint)
+    batches = len(be.uploads) - 1
+    assert batches >= 3 and saved.total_steps >= batches * 1200
+    weights = hidden * INPUT_SIZE + hidden
+    # Up: the weights, then one copy per batch of all its steps.
+    assert sum(be.uploads[1:]) == saved.total_steps * (3 + INPUT_SIZE)
+    # Down per batch: the weights, 4 norms and 5 policy figures; the save at the end.
+    assert be.downloads == [weights, 4, 5] * batches + [2 * weights]
+    assert implicit_reads == Counter({"__bool__": batches, "to_device": len(be.downloads)})
+
+
 def test_trainer_refuses_a_backend_of_another_dtype(tmp_path: Path) -> None:
     cfg = TrainConfig(dtype="float64", checkpoint=str(tmp_path / "a.npz"))
     with pytest.raises(ValueError, match="float64"):

@@ -26,6 +26,8 @@ from reference import discounted_returns_loop, episode_gradient, rmsprop_loop
 from pongxp import backend as backend_mod
 from pongxp.batch import HostBatch, stack
 from pongxp.config import INPUT_SIZE
+from pongxp.diagnostics import TAGS as DIAGNOSTIC_TAGS
+from pongxp.diagnostics import batch_figures
 from pongxp.optim import rmsprop_step, zeros_like_params
 from pongxp.policy import backward, forward, init_params, sigmoid, step_up_probability
 from pongxp.returns import discounted_returns, standardize_per_episode
@@ -325,3 +327,32 @@ def test_float32_close_to_float64(name: str, real_batch: tuple[HostBatch, Any]) 
     for k in ("W1", "W2"):
         scale = np.abs(out["float64"][k]).max()
         np.testing.assert_allclose(out["float32"][k], out["float64"][k], atol=1e-4 * scale)
+
+
+def test_batch_figures_match_a_plain_computation(
+    be: backend_mod.Backend, real_batch: tuple[HostBatch, Any]
+) -> None:
+    """The per-batch policy figures (TensorBoard's policy/ and update/ tags), on
+    every backend and device, against the same quantities in plain NumPy."""
+    batch, params = real_batch
+    dtype = np.dtype(be.dtype_name)
+    before = {k: v.astype(dtype) for k, v in params.items()}
+    after = {k: v * 1.01 + 1e-3 for k, v in before.items()}
+    dev = be.batch_to_device(batch, INPUT_SIZE)
+    got = host(be, batch_figures(*({k: be.asarray(v) for k, v in w.items()}
+                                   for w in (before, after)), dev, be.xp))  # fmt: skip
+    assert got.shape == (len(DIAGNOSTIC_TAGS),)
+    x = batch.dense_frames(INPUT_SIZE).astype(np.float64)
+    p = 1 / (1 + np.exp(-(np.maximum(x @ params["W1"].T, 0) @ params["W2"])))
+    taken = np.where(batch.ups > 0, p, 1 - p)
+    want = [
+        np.mean(-(p * np.log(p) + (1 - p) * np.log(1 - p))),
+        np.mean(np.abs(p - 0.5)),
+        np.mean(np.log(taken)),
+        *(np.linalg.norm(after[k] - before[k]) / np.linalg.norm(before[k]) for k in ("W1", "W2")),
+    ]
+    np.testing.assert_allclose(got, want, rtol=rtol(be, 1e-10, 1e-4))
+    # A policy that is sure (p = 0 or 1 in float32) has entropy 0, not NaN.
+    sure = {k: be.asarray(v * 1e4) for k, v in before.items()}
+    figures = host(be, batch_figures(sure, sure, dev, be.xp))
+    assert np.all(np.isfinite(figures)) and 0 <= figures[0] < 0.69
