@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
 
@@ -155,8 +157,67 @@ def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path,
                 ),
                 "reached": crossings(records),
             }
+            tb_dir = runs_dir / f"{name}-s{seed}-tb"
+            if tb_dir.is_dir():
+                per_seed[seed]["phases"] = band_diagnostics(tb_dir, records)
         table[name] = {"flags": flags, "seeds": per_seed}
     return table
+
+
+#: Running-reward bands of the diagnostics table: what the policy and its updates
+#: look like in each phase of a run.
+BANDS = ((-21.0, -15.0), (-15.0, -10.0), (-10.0, -5.0), (-5.0, 0.0), (0.0, 21.0))
+#: The per-batch TensorBoard figures shown per band (pongxp.diagnostics and the steps).
+FIGURES = (
+    "batch/steps",
+    "policy/entropy",
+    "policy/abs_p_minus_half",
+    "update/relative_step_W1",
+    "norms/grad_W1",
+)
+
+
+def band_diagnostics(tb_dir: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per running-reward band: updates per million emulator steps, mean game
+    length, and the mean of each of ``FIGURES`` over the band's batches.
+
+    A batch falls in the band of the running reward logged last before its
+    last step. Needs the ``tensorboard`` package (the test extra) to read events.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    if "batch/steps" not in tags:
+        return {}
+    ends = np.array([e.step for e in events.Scalars("batch/steps")])
+    series = {}
+    for tag in FIGURES:
+        points = events.Scalars(tag) if tag in tags else []
+        if [e.step for e in points] == ends.tolist():  # one value per batch
+            series[tag] = np.array([e.value for e in points])
+    logged = np.array([r["total_steps"] for r in records], dtype=np.int64)
+    running = np.array([r["running_reward"] for r in records])
+    lengths = np.array([r["steps"] for r in records])
+    at = np.clip(np.searchsorted(logged, ends, side="right") - 1, 0, len(records) - 1)
+    out: dict[str, dict[str, float]] = {}
+    for low, high in BANDS:
+        batches = (running[at] >= low) & (running[at] < high)
+        games = (running >= low) & (running < high)
+        if not batches.any():
+            continue
+        played = float(series["batch/steps"][batches].sum())
+        row = {
+            "batches": int(batches.sum()),
+            "updates_per_M_steps": round(batches.sum() / played * 1e6, 1),
+            "mean_game_steps": round(float(lengths[games].mean()), 0) if games.any() else 0.0,
+        }
+        for tag, values in series.items():
+            if tag != "batch/steps":
+                row[tag] = float(values[batches].mean())
+        out[f"{low:g}..{high:g}"] = row
+    return out
 
 
 def _cell(hit: dict[str, float] | None, runs_to: int) -> str:
@@ -213,6 +274,31 @@ def markdown(record: dict[str, Any]) -> str:
         values = [v for v in values if v is not None]
         cells.append(f"{statistics.mean(values):+.2f} ({len(values)} seeds)" if values else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    phases = [
+        (name, seed, band, row)
+        for name, t in record["table"].items()
+        for seed, r in t["seeds"].items()
+        for band, row in r.get("phases", {}).items()
+    ]
+    if phases:
+        lines += [
+            "",
+            "Per phase of each run (running-reward band), from its TensorBoard events: "
+            "updates per million emulator steps, mean game length, and per-batch means of "
+            "the policy's entropy (nats; a coin flip is 0.693), |p(up) - 1/2|, the update's "
+            "relative step ||dW1|| / ||W1||, and ||grad W1||:",
+            "",
+            "| run | band | batches | updates / M steps | game steps | entropy | abs(p - 1/2) "
+            "| step W1 | grad W1 |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, seed, band, row in phases:
+            figures = [row.get(t) for t in FIGURES[1:]]
+            shown = " | ".join("" if v is None else f"{v:.3g}" for v in figures)
+            lines.append(
+                f"| {name} s{seed} | {band} | {row['batches']:,} | "
+                f"{row['updates_per_M_steps']:.1f} | {row['mean_game_steps']:,.0f} | {shown} |"
+            )
     lines += ["", f"Curves: `{record['plot']}`." if record.get("plot") else "", ""]
     return "\n".join(lines)
 
