@@ -28,6 +28,9 @@ FROM_CHECKPOINT = (
     "batch_size",
     "batch_steps",
     "learning_rate",
+    "lr_end",
+    "lr_end_at",
+    "entropy_bonus",
     "gamma",
     "decay_rate",
     "seed",
@@ -91,6 +94,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help=f"RMSProp learning rate (default {d.learning_rate:g})",
+    )
+    alg.add_argument(
+        "--lr-end",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="a learning-rate schedule: the rate goes linearly from --lr at a running "
+        "reward of -21 to LR at --lr-end-at, and stays LR above it (default: none)",
+    )
+    alg.add_argument(
+        "--lr-end-at",
+        type=float,
+        default=None,
+        metavar="R",
+        help=f"the running reward at which --lr-end is reached, in (-21, 21] "
+        f"(default {d.lr_end_at:g})",
+    )
+    alg.add_argument(
+        "--entropy-bonus",
+        type=float,
+        default=None,
+        metavar="BETA",
+        help="an addition to REINFORCE: also climb BETA x the policy's entropy, which "
+        f"keeps it from turning deterministic too soon (default {d.entropy_bonus:g}: none)",
     )
     alg.add_argument(
         "--gamma",

@@ -148,6 +148,12 @@ class TrainConfig:
     # batch_size whole episodes, Karpathy's and the tutorial's.
     batch_steps: int = 0
     learning_rate: float = 1e-4
+    # A schedule (None: none): the rate goes linearly from learning_rate at a
+    # running reward of -21 to lr_end at lr_end_at, and stays there above it.
+    lr_end: float | None = None
+    lr_end_at: float = 0.0
+    # beta of an entropy bonus, an addition to REINFORCE (update.py); 0 = none.
+    entropy_bonus: float = 0.0
     gamma: float = 0.99  # reward discount
     decay_rate: float = 0.99  # RMSProp decay of the squared-gradient cache
     seed: int = 0
@@ -218,6 +224,10 @@ class TrainConfig:
             )
         # inf would turn the first update's weights into inf/NaN.
         check_number("--lr", self.learning_rate, 0, integer=False, above=True)
+        if self.lr_end is not None:
+            check_number("--lr-end", self.lr_end, 0, integer=False, above=True)
+        check_number("--lr-end-at", self.lr_end_at, -21, 21, integer=False, above=True)
+        check_number("--entropy-bonus", self.entropy_bonus, 0, 1, integer=False)
         for name, value in (("gamma", self.gamma), ("decay-rate", self.decay_rate)):
             check_number(f"--{name}", value, 0, 1, integer=False, above=True)
         self._check_actors()
@@ -232,6 +242,14 @@ class TrainConfig:
         check_number("--video-every", self.video_every, 0, note=" (0: off)")
         self._check_tensorboard()
         return self
+
+    def learning_rate_at(self, running_reward: float, episodes: int) -> float:
+        """The learning rate of the next update, after ``episodes`` episodes
+        whose running reward is ``running_reward`` (``--lr-end``'s schedule)."""
+        if self.lr_end is None or episodes == 0:
+            return self.learning_rate
+        done = min(max((running_reward + 21) / (self.lr_end_at + 21), 0.0), 1.0)
+        return self.learning_rate + (self.lr_end - self.learning_rate) * done
 
     def num_actors(self, cores: int | None = None, where: str = "usable cores") -> tuple[int, str]:
         """How many rollout actors to start, and a note ("" for none): when that is

@@ -63,6 +63,7 @@ HPARAMS = (
     "batch_size",
     "batch_steps",
     "learning_rate",
+    "entropy_bonus",
     "gamma",
     "decay_rate",
     "seed",
@@ -253,6 +254,7 @@ class TensorBoardLog:
         pool: Pool,
         backend: Backend,
         figures: Any = None,
+        learning_rate: float | None = None,
     ) -> None:
         """One batch's scalars at its last step, then a flush, so every point up
         to a checkpoint is on disk when that is saved.
@@ -263,6 +265,7 @@ class TensorBoardLog:
             update_seconds: the update's own time.
             pool: the actors, with their busy and wall seconds so far.
             figures: ``diagnostics.batch_figures`` of the batch (on the device), if any.
+            learning_rate: the update's learning rate, if known (it may follow a schedule).
         """
         if self._file is None:
             return
@@ -278,6 +281,8 @@ class TensorBoardLog:
         }
         if figures is not None:
             values.update(zip(diagnostics.TAGS, backend.to_host(figures).tolist(), strict=True))
+        if learning_rate is not None:
+            values["update/learning_rate"] = learning_rate
         if wall > 0:
             values["speed/actors_idle"] = max(0.0, 1 - busy / (pool.num_actors * wall))
         self._scalars(after.total_steps, values)

@@ -397,15 +397,17 @@ def _loop(
         update_start = time.perf_counter()
         # Overflow is reported once, clearly, by the finiteness check below, not
         # as NumPy warnings (CuPy does not warn).
+        learning_rate = cfg.learning_rate_at(before.running_reward, before.episode)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             params, cache, grads = apply_update(
                 state.params,
                 state.cache,
                 device_batch,
                 cfg.gamma,
-                cfg.learning_rate,
+                learning_rate,
                 cfg.decay_rate,
                 xp,
+                cfg.entropy_bonus,
             )
         backend.sync()
         update_seconds = time.perf_counter() - update_start
@@ -429,7 +431,9 @@ def _loop(
         latest.state = state
         if board is not None:  # before the save: the points up to it are then on disk
             figures = batch_figures(before.params, state.params, device_batch, xp)
-            board.batch(before, state, grads, update_seconds, actors, backend, figures)
+            board.batch(
+                before, state, grads, update_seconds, actors, backend, figures, learning_rate
+            )
         if state.episode - last_saved >= cfg.checkpoint_every:
             latest.save(cfg, state, backend)
             last_saved = state.episode

@@ -16,8 +16,15 @@ from pongxp.policy import Params, backward, forward
 from pongxp.returns import discounted_returns, standardize_per_episode
 
 
-def policy_gradient(params: Params, batch: DeviceBatch, gamma: float, xp: Any) -> Params:
+def policy_gradient(
+    params: Params, batch: DeviceBatch, gamma: float, xp: Any, entropy_bonus: float = 0.0
+) -> Params:
     """Sum over the batch's episodes of the advantage-weighted log-likelihood gradient.
+
+    Args:
+        entropy_bonus: beta of an addition to REINFORCE (0: none, the method
+            itself): the gradient of beta * sum_t H(p_t) as well, where H is the
+            policy's entropy at step t, which slows its becoming deterministic.
 
     Returns:
         {"W1": (H, D), "W2": (H,)} gradients in the weights' dtype.
@@ -26,7 +33,12 @@ def policy_gradient(params: Params, batch: DeviceBatch, gamma: float, xp: Any) -
     returns = discounted_returns(batch.rewards, batch.episode_id, gamma, xp)
     advantage = standardize_per_episode(returns, batch.episode_id, batch.num_episodes, xp)
     # (y - p) is d log pi(action) / d logit for a Bernoulli policy.
-    return backward(params, batch.frames, hidden, (batch.ups - p_up) * advantage, xp)
+    weight = (batch.ups - p_up) * advantage
+    if entropy_bonus:
+        # dH/dlogit = -logit * p * (1 - p) for H = -p log p - (1 - p) log(1 - p).
+        logit = hidden @ params["W2"]
+        weight = weight - entropy_bonus * logit * p_up * (1 - p_up)
+    return backward(params, batch.frames, hidden, weight, xp)
 
 
 def apply_update(
@@ -37,9 +49,10 @@ def apply_update(
     learning_rate: float,
     decay_rate: float,
     xp: Any,
+    entropy_bonus: float = 0.0,
 ) -> tuple[Params, Params, Params]:
     """Gradient + RMSProp. Returns (new params, new cache, grads)."""
-    grads = policy_gradient(params, batch, gamma, xp)
+    grads = policy_gradient(params, batch, gamma, xp, entropy_bonus)
     new_params, new_cache = rmsprop_step(params, grads, cache, learning_rate, decay_rate, xp)
     return new_params, new_cache, grads
 

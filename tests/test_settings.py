@@ -1,0 +1,117 @@
+"""Settings beyond Karpathy's: the learning-rate schedule and the entropy bonus.
+
+Each is checked like every flag, saved in checkpoints and resumed exactly;
+the entropy bonus's gradient is checked against finite differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_train import Run, records, weights
+
+from pongxp import backend as backend_mod
+from pongxp import checkpoint
+from pongxp.backend import DeviceBatch
+from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
+from pongxp.policy import forward, init_params
+from pongxp.returns import discounted_returns, standardize_per_episode
+from pongxp.update import policy_gradient
+
+
+def test_the_schedule_goes_from_lr_to_lr_end_by_running_reward() -> None:
+    cfg = TrainConfig(learning_rate=3e-3, lr_end=1e-3, lr_end_at=-1.0)
+    assert cfg.learning_rate_at(0.0, 0) == 3e-3  # no episode yet: a running reward of 0 is no news
+    assert cfg.learning_rate_at(-21.0, 5) == 3e-3
+    assert cfg.learning_rate_at(-11.0, 5) == pytest.approx(2e-3)
+    assert cfg.learning_rate_at(-1.0, 5) == pytest.approx(1e-3)
+    assert cfg.learning_rate_at(5.0, 5) == pytest.approx(1e-3)
+    assert TrainConfig(learning_rate=3e-3).learning_rate_at(-5.0, 9) == 3e-3  # no schedule
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"lr_end": 0.0}, "--lr-end must be a finite number > 0"),
+        ({"lr_end": float("inf")}, "--lr-end must be"),
+        ({"lr_end_at": -21.5}, "--lr-end-at must be in (-21, 21]"),
+        ({"lr_end_at": 30.0}, "--lr-end-at must be"),
+        ({"entropy_bonus": -0.1}, "--entropy-bonus must be from 0 to 1"),
+        ({"entropy_bonus": float("nan")}, "--entropy-bonus must be"),
+    ],
+)
+def test_bad_values_are_refused(changes: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**changes).validate(check_env=False)
+    assert needle in str(err.value)
+
+
+def test_bad_flag_is_one_line(train_cli: Run) -> None:
+    proc = train_cli("--entropy-bonus", "-1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --entropy-bonus must be from 0 to 1, got -1.0"
+
+
+def test_entropy_bonus_gradient_matches_finite_differences() -> None:
+    """d/dW of sum_t A_t log pi(a_t) + beta * sum_t H(p_t), by central differences."""
+    be = backend_mod.select("cpu", "float64", sparse=False)
+    xp = be.xp
+    rng = np.random.default_rng(4)
+    steps, hidden, beta = 60, 8, 0.3
+    x = rng.choice([-1.0, 0.0, 1.0], p=[0.05, 0.9, 0.05], size=(steps, INPUT_SIZE))
+    ups = (rng.random(steps) < 0.5).astype(np.float64)
+    rewards = np.zeros(steps)
+    rewards[[19, 44, 59]] = [1.0, -1.0, 1.0]
+    episode_id = np.zeros(steps, dtype=np.int64)
+    params = {k: v * 3 for k, v in init_params(rng, hidden, INPUT_SIZE).items()}
+    batch = DeviceBatch(frames=x, ups=ups, rewards=rewards, episode_id=episode_id, num_episodes=1)
+    advantage = standardize_per_episode(
+        discounted_returns(rewards, episode_id, 0.99, xp), episode_id, 1, xp
+    )
+
+    def objective(p: dict[str, np.ndarray]) -> float:
+        _, prob = forward(p, x, xp)
+        logp = ups * np.log(prob) + (1 - ups) * np.log(1 - prob)
+        entropy = -(prob * np.log(prob) + (1 - prob) * np.log(1 - prob))
+        return float(np.sum(advantage * logp) + beta * np.sum(entropy))
+
+    grads = policy_gradient(params, batch, 0.99, xp, entropy_bonus=beta)
+    plain = policy_gradient(params, batch, 0.99, xp)
+    assert not np.allclose(grads["W2"], plain["W2"])  # the bonus does something
+    eps = 1e-6
+    active = np.flatnonzero(np.any(x != 0, axis=0))
+    checks = [("W2", (i,)) for i in range(hidden)]
+    checks += [("W1", (int(rng.integers(hidden)), int(c))) for c in rng.choice(active, 20)]
+    for name, index in checks:
+        plus = {k: v.copy() for k, v in params.items()}
+        minus = {k: v.copy() for k, v in params.items()}
+        plus[name][index] += eps
+        minus[name][index] -= eps
+        numeric = (objective(plus) - objective(minus)) / (2 * eps)
+        assert grads[name][index] == pytest.approx(numeric, rel=1e-5, abs=1e-7), (name, index)
+
+
+SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5", "--lr", "3e-3",
+         "--lr-end", "1e-3", "--lr-end-at", "-20.5", "--entropy-bonus", "0.01")  # fmt: skip
+
+
+def test_schedule_and_bonus_are_saved_and_resumed_exactly(train_cli: Run, tmp_path) -> None:
+    straight = train_cli("--episodes", "6", *SMALL, name="straight")
+    assert straight.returncode == 0, straight.stderr
+    split = train_cli("--episodes", "2", *SMALL, name="split")
+    assert split.returncode == 0, split.stderr
+    saved = checkpoint.load(tmp_path / "split.npz").config
+    assert (saved.lr_end, saved.lr_end_at, saved.entropy_bonus) == (1e-3, -20.5, 0.01)
+    # The resume takes them from the checkpoint.
+    resumed = run_cli("train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "6",
+                      "--device", "cpu")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert records(tmp_path / "straight.jsonl") == records(tmp_path / "split.jsonl")
+    want = weights(tmp_path / "straight.npz")
+    for key, value in weights(tmp_path / "split.npz").items():
+        np.testing.assert_array_equal(value, want[key])
+    # Without the schedule and bonus the run differs.
+    other = train_cli("--episodes", "6", *SMALL[:6], name="plain")
+    assert other.returncode == 0, other.stderr
+    assert not np.array_equal(weights(tmp_path / "plain.npz")["W1"], want["W1"])
