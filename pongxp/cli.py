@@ -16,6 +16,7 @@ from pongxp.config import (
     DEVICES,
     DTYPES,
     PRESETS,
+    STANDARDIZE,
     TrainConfig,
 )
 
@@ -31,6 +32,7 @@ FROM_CHECKPOINT = (
     "lr_end",
     "lr_end_at",
     "entropy_bonus",
+    "standardize",
     "gamma",
     "decay_rate",
     "seed",
@@ -46,7 +48,10 @@ FROM_CHECKPOINT = (
 def _preset_flags(name: str) -> str:
     """A preset as the flags it stands for, e.g. ``--lr 0.001``."""
     return " ".join(
-        f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}" for k, v in PRESETS[name].items()
+        f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}"
+        if isinstance(v, (int, float))
+        else f"--{_FLAG.get(k, k).replace('_', '-')} {v}"
+        for k, v in PRESETS[name].items()
     )
 
 
@@ -110,6 +115,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help=f"the running reward at which --lr-end is reached, in (-21, 21] "
         f"(default {d.lr_end_at:g})",
+    )
+    alg.add_argument(
+        "--standardize",
+        choices=STANDARDIZE,
+        default=None,
+        help="standardise the returns by each episode's mean and spread (Karpathy's; with "
+        "--batch-steps, each piece of an episode a slot played in the batch) or by the "
+        f"whole batch's (default {d.standardize})",
     )
     alg.add_argument(
         "--entropy-bonus",

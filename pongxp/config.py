@@ -44,6 +44,8 @@ def usable_cores() -> int:
 
 
 DTYPES = ("float32", "float64")
+#: Whose mean and spread standardise the returns (update.policy_gradient).
+STANDARDIZE = ("episode", "batch")
 
 
 #: Named sets of algorithm settings (``train.py --preset NAME``); flags given
@@ -154,6 +156,9 @@ class TrainConfig:
     lr_end_at: float = 0.0
     # beta of an entropy bonus, an addition to REINFORCE (update.py); 0 = none.
     entropy_bonus: float = 0.0
+    # Returns standardised per episode (Karpathy's; per piece of one in a batch
+    # of steps) or over the whole batch.
+    standardize: str = "episode"
     gamma: float = 0.99  # reward discount
     decay_rate: float = 0.99  # RMSProp decay of the squared-gradient cache
     seed: int = 0
@@ -228,6 +233,10 @@ class TrainConfig:
             check_number("--lr-end", self.lr_end, 0, integer=False, above=True)
         check_number("--lr-end-at", self.lr_end_at, -21, 21, integer=False, above=True)
         check_number("--entropy-bonus", self.entropy_bonus, 0, 1, integer=False)
+        if self.standardize not in STANDARDIZE:
+            raise ConfigError(
+                f"--standardize must be one of {', '.join(STANDARDIZE)}, got {self.standardize!r}"
+            )
         for name, value in (("gamma", self.gamma), ("decay-rate", self.decay_rate)):
             check_number(f"--{name}", value, 0, 1, integer=False, above=True)
         self._check_actors()

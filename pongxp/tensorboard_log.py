@@ -64,6 +64,7 @@ HPARAMS = (
     "batch_steps",
     "learning_rate",
     "entropy_bonus",
+    "standardize",
     "gamma",
     "decay_rate",
     "seed",

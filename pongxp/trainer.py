@@ -408,6 +408,7 @@ def _loop(
                 cfg.decay_rate,
                 xp,
                 cfg.entropy_bonus,
+                cfg.standardize,
             )
         backend.sync()
         update_seconds = time.perf_counter() - update_start

@@ -17,11 +17,19 @@ from pongxp.returns import discounted_returns, standardize_per_episode
 
 
 def policy_gradient(
-    params: Params, batch: DeviceBatch, gamma: float, xp: Any, entropy_bonus: float = 0.0
+    params: Params,
+    batch: DeviceBatch,
+    gamma: float,
+    xp: Any,
+    entropy_bonus: float = 0.0,
+    standardize: str = "episode",
 ) -> Params:
     """Sum over the batch's episodes of the advantage-weighted log-likelihood gradient.
 
     Args:
+        standardize: whose mean and spread the returns are standardised by:
+            each ``"episode"``'s (Karpathy's; in a batch of steps, each piece
+            of an episode a slot played), or the whole ``"batch"``'s.
         entropy_bonus: beta of an addition to REINFORCE (0: none, the method
             itself): the gradient of beta * sum_t H(p_t) as well, where H is the
             policy's entropy at step t, which slows its becoming deterministic.
@@ -31,7 +39,10 @@ def policy_gradient(
     """
     hidden, p_up = forward(params, batch.frames, xp)
     returns = discounted_returns(batch.rewards, batch.episode_id, gamma, xp)
-    advantage = standardize_per_episode(returns, batch.episode_id, batch.num_episodes, xp)
+    if standardize == "batch":
+        advantage = standardize_per_episode(returns, xp.zeros_like(batch.episode_id), 1, xp)
+    else:
+        advantage = standardize_per_episode(returns, batch.episode_id, batch.num_episodes, xp)
     # (y - p) is d log pi(action) / d logit for a Bernoulli policy.
     weight = (batch.ups - p_up) * advantage
     if entropy_bonus:
@@ -50,9 +61,10 @@ def apply_update(
     decay_rate: float,
     xp: Any,
     entropy_bonus: float = 0.0,
+    standardize: str = "episode",
 ) -> tuple[Params, Params, Params]:
     """Gradient + RMSProp. Returns (new params, new cache, grads)."""
-    grads = policy_gradient(params, batch, gamma, xp, entropy_bonus)
+    grads = policy_gradient(params, batch, gamma, xp, entropy_bonus, standardize)
     new_params, new_cache = rmsprop_step(params, grads, cache, learning_rate, decay_rate, xp)
     return new_params, new_cache, grads
 

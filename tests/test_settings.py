@@ -15,7 +15,7 @@ from pongxp import backend as backend_mod
 from pongxp import checkpoint
 from pongxp.backend import DeviceBatch
 from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
-from pongxp.policy import forward, init_params
+from pongxp.policy import backward, forward, init_params
 from pongxp.returns import discounted_returns, standardize_per_episode
 from pongxp.update import policy_gradient
 
@@ -45,6 +45,30 @@ def test_bad_values_are_refused(changes: dict, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         TrainConfig(**changes).validate(check_env=False)
     assert needle in str(err.value)
+
+
+def test_batch_standardisation_uses_the_whole_batch() -> None:
+    """--standardize batch: the advantage is the batch's returns standardised as
+    one; per episode, each episode's on its own (they differ)."""
+    be = backend_mod.select("cpu", "float64", sparse=False)
+    rng = np.random.default_rng(7)
+    steps = 50
+    x = rng.choice([-1.0, 0.0, 1.0], p=[0.05, 0.9, 0.05], size=(steps, INPUT_SIZE))
+    ups = (rng.random(steps) < 0.5).astype(np.float64)
+    rewards = np.zeros(steps)
+    rewards[[9, 24, 30, 49]] = [1.0, 1.0, -1.0, -1.0]
+    episode_id = (np.arange(steps) >= 25).astype(np.int32)
+    batch = DeviceBatch(frames=x, ups=ups, rewards=rewards, episode_id=episode_id, num_episodes=2)
+    params = init_params(rng, 8, INPUT_SIZE)
+    returns = discounted_returns(rewards, episode_id, 0.99, be.xp)
+    whole = (returns - returns.mean()) / returns.std()
+    hidden, p = forward(params, x, be.xp)
+    want = backward(params, x, hidden, (ups - p) * whole, be.xp)
+    got = policy_gradient(params, batch, 0.99, be.xp, standardize="batch")
+    per_episode = policy_gradient(params, batch, 0.99, be.xp)
+    for k in ("W1", "W2"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(per_episode["W2"], got["W2"])
 
 
 def test_bad_flag_is_one_line(train_cli: Run) -> None:
@@ -93,7 +117,8 @@ def test_entropy_bonus_gradient_matches_finite_differences() -> None:
 
 
 SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5", "--lr", "3e-3",
-         "--lr-end", "1e-3", "--lr-end-at", "-20.5", "--entropy-bonus", "0.01")  # fmt: skip
+         "--lr-end", "1e-3", "--lr-end-at", "-20.5", "--entropy-bonus", "0.01",
+         "--standardize", "batch")  # fmt: skip
 
 
 def test_schedule_and_bonus_are_saved_and_resumed_exactly(train_cli: Run, tmp_path) -> None:
@@ -103,6 +128,7 @@ def test_schedule_and_bonus_are_saved_and_resumed_exactly(train_cli: Run, tmp_pa
     assert split.returncode == 0, split.stderr
     saved = checkpoint.load(tmp_path / "split.npz").config
     assert (saved.lr_end, saved.lr_end_at, saved.entropy_bonus) == (1e-3, -20.5, 0.01)
+    assert saved.standardize == "batch"
     # The resume takes them from the checkpoint.
     resumed = run_cli("train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "6",
                       "--device", "cpu")  # fmt: skip
