@@ -71,7 +71,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--episodes",
         type=int,
         default=None,
-        help=f"total episodes to reach, counting those before a resume (default {d.episodes})",
+        help="total episodes to reach, counting those before a resume; with --batch-steps "
+        f"the last batch may end a few more (default {d.episodes})",
     )
     alg.add_argument(
         "--batch-size",
