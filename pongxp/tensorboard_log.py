@@ -45,7 +45,7 @@ from pongxp.extras import require
 
 if TYPE_CHECKING:
     from pongxp.backend import Backend
-    from pongxp.trainer import Committed
+    from pongxp.committed import Committed
     from pongxp.workers import Pool
 
 #: Per-episode JSONL record field -> scalar tag.

@@ -29,6 +29,7 @@ import numpy as np
 from pongxp import backend as backend_mod
 from pongxp import checkpoint, resume, tensorboard_log
 from pongxp.batch import stack
+from pongxp.committed import Committed
 from pongxp.config import INPUT_SIZE, TrainConfig
 from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
@@ -48,19 +49,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(f"signal {signum}")
         self.signum = signum  # the CLI exits with 128 + signum
-
-
-@dataclass
-class Committed:
-    """Training state at a batch boundary: what a checkpoint holds, weights on the device."""
-
-    params: dict[str, Any]
-    cache: dict[str, Any]
-    episode: int
-    running_reward: float
-    total_steps: int
-    elapsed: float
-    streams: list[dict[str, Any]]  # one per slot of a batch (``workers``)
 
 
 @dataclass
