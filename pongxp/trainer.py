@@ -192,7 +192,7 @@ def train(
             if not resumed.streams:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
         metrics = MetricsLog(cfg.metrics, files.log_records)
-        board = tensorboard_log.open_for_training(cfg, state.total_steps if resumed else None, say)
+        board = tensorboard_log.open_for_training(cfg, files.events, say)
         latest = _Latest(state)
         training = True
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
