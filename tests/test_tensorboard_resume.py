@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, cli_env
+from test_resume import one_error
 from test_tensorboard import points
 
 from pongxp import checkpoint, event_files
@@ -29,15 +30,6 @@ def train(cwd: Path, *flags: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(ROOT / "train.py"), *flags, *FAST],
         cwd=cwd, capture_output=True, text=True, timeout=300, env=cli_env(),
     )  # fmt: skip
-
-
-def one_error(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = proc.stderr.splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (
-        proc.returncode,
-        proc.stderr,
-    )
-    return lines[0]
 
 
 def hashes(root: Path) -> dict[str, str]:
