@@ -243,7 +243,7 @@ def _stop(
         saved = f"saved episode {latest.state.episode} to {cfg.checkpoint}"
         say(f"interrupted: {saved}; {continue_with}")
         return
-    # Before the weights were made: nothing to save.
+    # Before training began: nothing to save.
     if resumed is None:
         _forget(cfg)
     kept = f"{cfg.resume} is unchanged; {continue_with}" if resumed else "nothing was saved"
