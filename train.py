@@ -2,7 +2,13 @@
 
 import sys
 
-from pongxp.cli import train_main
+from pongxp import interrupts  # before the rest: a signal during start-up ends in one line
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+
+    def train() -> int:
+        from pongxp.cli import train_main
+
+        return train_main()
+
+    sys.exit(interrupts.command(train, interrupts.BEFORE_TRAINING))

@@ -14,16 +14,19 @@ The package is one module per job:
 - ``batch``       stacks episodes into one compact host batch
 - ``rollout``     plays episodes in the ALE emulator on the CPU
 - ``workers``     runs several rollout actors in parallel processes
+- ``committed``   the training state at a batch boundary
 - ``checkpoint``  atomic save, strict load
-- ``metrics``     the per-episode JSONL log
+- ``metrics``     the per-episode JSONL log, written and read back (strictly, as input)
 - ``resume``      which files a run writes; keeps other runs' files safe on resume
 - ``trainer``     the training loop
+- ``interrupts``  Ctrl-C, SIGTERM and SIGHUP: one way to stop, at any moment
 - ``progress``    the progress bar (terminal) or plain lines (logs) during training
 - ``evaluate``    plays N games from a checkpoint: score and win rate
 - ``plot``        learning curves from metrics logs (matplotlib, extra ``plot``)
 - ``video``       MP4/GIF of the agent playing, at game speed (imageio, extra ``video``)
 - ``weights_picture`` W1's rows as 80x80 images, what the network learned (Pillow, extra ``plot``)
 - ``tensorboard_log`` TensorBoard event files from training or a log (extra ``tensorboard``)
+- ``event_files`` whose event files a directory holds; cutting and copying their points
 - ``extras``      imports optional dependencies, naming the pip extra when missing
 - ``cli``         the ``train.py`` / ``python -m pongxp`` command line
 """

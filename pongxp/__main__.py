@@ -1,5 +1,12 @@
 import sys
 
-from pongxp.cli import main
+from pongxp import interrupts  # before the rest: a signal during start-up ends in one line
 
-sys.exit(main())
+
+def _main() -> int:
+    from pongxp.cli import main
+
+    return main()
+
+
+sys.exit(interrupts.command(_main))

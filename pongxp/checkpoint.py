@@ -232,12 +232,12 @@ def check_writable(
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as f:
             f.write(b"pongxp")
-        probe.unlink()
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            probe.unlink()
         reason = exc.strerror or type(exc).__name__
         raise error(f"cannot write {what} {path}: {reason}; choose a writable path") from None
+    finally:  # also on Ctrl-C
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 @contextlib.contextmanager

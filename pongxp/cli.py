@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from pongxp import __version__
+from pongxp import __version__, interrupts
 from pongxp.config import (
     ACTORS,
     DEFAULT_CHECKPOINT,
@@ -309,7 +309,9 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     command = f"{_interpreter()} {prog}" if prog.endswith(".py") else prog
-    return run_guarded(lambda: _train(args, command))
+    return interrupts.command(
+        lambda: run_guarded(lambda: _train(args, command)), interrupts.BEFORE_TRAINING
+    )
 
 
 def _interpreter() -> str:
@@ -329,9 +331,10 @@ def _train(args: argparse.Namespace, command: str) -> int:
 def run_guarded(job) -> int:  # type: ignore[no-untyped-def]
     """Run ``job``; known failures become one line on stderr and an exit code.
 
-    Exit codes: 0 done, 2 bad input (flags, files, device), 3 training failed,
-    130 interrupted by Ctrl-C, 143 by SIGTERM (128 + signal, as shells report;
-    training has saved by then).
+    Exit codes: 0 done, 2 bad input (flags, files, device), 3 training failed.
+    An interrupt goes on to ``interrupts.command``: 130 for Ctrl-C, 143 for
+    SIGTERM, 129 for SIGHUP (128 + signal, as shells report; training has
+    saved by then).
     """
     from pongxp.backend import DeviceError
     from pongxp.checkpoint import CheckpointError
@@ -351,8 +354,6 @@ def run_guarded(job) -> int:  # type: ignore[no-untyped-def]
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt as exc:
-        return 128 + getattr(exc, "signum", 2)  # trainer.Interrupted carries SIGTERM's
 
 
 def evaluate_main(argv: Sequence[str] | None = None, prog: str = "pongxp evaluate") -> int:
@@ -679,4 +680,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name:<12} {summary}", file=out)
         print(f"each command has --help, e.g. {program} evaluate --help; --version", file=out)
         return 0 if out is sys.stdout else 2
-    return COMMANDS[argv[0]][1](argv[1:], prog=f"{program} {argv[0]}")
+    job = COMMANDS[argv[0]][1]
+    return interrupts.command(lambda: job(argv[1:], prog=f"{program} {argv[0]}"))

@@ -1,4 +1,9 @@
-"""The per-episode metrics log: one JSON object per line (JSONL)."""
+"""The per-episode metrics log: one JSON object per line (JSONL).
+
+Training writes it (``MetricsLog``); a resume reads it back leniently
+(``read``), as its own checks name what does not match; the commands that
+take a log as input (``plot``, ``tensorboard``) read it strictly (``load``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pongxp.checkpoint import remove_stale_temps, temp_name
+from pongxp.config import ConfigError
+
+#: Fields a record must hold as counts (integers >= 0) or numbers, where it has them.
+COUNTS = ("episode", "steps", "total_steps")
+NUMBERS = ("reward", "running_reward", "time", "steps_per_s", "run_steps_per_s")
+
+
+class LogError(ConfigError):
+    """A file cannot be read as a metrics log; the message names it, and the line."""
 
 
 class MetricsLog:
@@ -58,3 +72,73 @@ def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return records
+
+
+def load(
+    path: str | os.PathLike[str], required: Sequence[str] = ("episode",)
+) -> list[dict[str, Any]]:
+    """The records of a metrics log given as input, each checked before any is used.
+
+    Every line must be a JSON object that has ``required`` and whose
+    ``COUNTS`` and ``NUMBERS``, where it has them, are numbers. A torn last
+    line (a crash, or a run still writing) is left out.
+
+    Raises:
+        LogError: one line naming the file, the line and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LogError(f"metrics file {path} is a directory; give a .jsonl metrics log in it")
+    if not path.exists():
+        raise LogError(f"metrics file {path} does not exist; check the path")
+    if not path.is_file():  # reading a FIFO or a device could block or never end
+        raise LogError(f"metrics file {path} is not a regular file; give a .jsonl metrics log")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LogError(f"{path} is not a pongxp metrics log (not UTF-8 text)") from None
+    except OSError as exc:
+        raise LogError(f"cannot read metrics file {path}: {exc.strerror or exc}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if number == len(lines):
+                break
+            raise LogError(
+                f"{path} line {number} is not JSON; is it a pongxp metrics log? "
+                "(fix or remove that line)"
+            ) from None
+        problem = _problem(record, required, first=not records)
+        if problem is not None:
+            where = "" if problem.startswith("is not") else f" line {number}"
+            raise LogError(f"{path}{where} {problem}")
+        records.append(record)
+    if not records:
+        raise LogError(f"{path} has no episode records; is it a pongxp metrics log?")
+    return records
+
+
+def _problem(record: object, required: Sequence[str], first: bool) -> str | None:
+    """What is wrong with one record, or None."""
+    if not isinstance(record, dict):
+        return f"is a JSON {type(record).__name__}, not an object; fix or remove that line"
+    missing = [k for k in required if k not in record]
+    if missing and first:  # the first record tells a foreign file from a damaged log
+        return f"is not a pongxp metrics log: no {', '.join(missing)}"
+    if missing:
+        return f"has no {', '.join(missing)}; fix or remove that line"
+    for key in (*COUNTS, *NUMBERS):
+        value = record.get(key, 0)
+        # (Past 64 bits an integer fits neither an event's step nor a float array.)
+        number = isinstance(value, float) or (
+            isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+        )
+        if key in COUNTS and not (number and isinstance(value, int) and value >= 0):
+            return f"has {key} {json.dumps(value)[:40]}, not a count; fix or remove that line"
+        if not number:
+            return f"has {key} {json.dumps(value)[:40]}, not a number; fix or remove that line"
+    return None

@@ -64,31 +64,15 @@ def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
     """Read one metrics JSONL file.
 
     Raises:
-        PlotError: missing or unreadable file, no records, records without the keys.
+        PlotError: missing or unreadable file, no records, a record without the
+            keys or with a value that is not a number (``metrics.load``).
     """
     path = Path(path)
-    if path.is_dir():
-        raise PlotError(f"metrics file {path} is a directory; give a .jsonl metrics log in it")
-    if not path.exists():
-        raise PlotError(f"metrics file {path} does not exist; check the path")
-    if not path.is_file():  # reading a FIFO or a device could block or never end
-        raise PlotError(f"metrics file {path} is not a regular file; give a .jsonl metrics log")
     try:
-        records = metrics.read(path)
-    except UnicodeDecodeError:
-        raise PlotError(f"{path} is not a pongxp metrics log (not UTF-8 text)") from None
-    except OSError as exc:
-        raise PlotError(f"cannot read metrics file {path}: {exc.strerror or exc}") from None
-    records = [r for r in records if isinstance(r, dict)]
-    if not records:
-        raise PlotError(f"{path} has no episode records; is it a pongxp metrics log?")
-    missing = [k for k in KEYS if k not in records[0]]
-    if missing:
-        raise PlotError(f"{path} is not a pongxp metrics log: no {', '.join(missing)}")
-    try:
-        cols = {k: np.asarray([r[k] for r in records], dtype=np.float64) for k in KEYS}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PlotError(f"{path}: a record lacks or garbles a field ({exc})") from None
+        records = metrics.load(path, KEYS)
+    except metrics.LogError as exc:
+        raise PlotError(str(exc)) from None
+    cols = {k: np.asarray([r[k] for r in records], dtype=np.float64) for k in KEYS}
     steps = np.asarray([r.get("total_steps", np.nan) for r in records], dtype=np.float64)
     if not np.isfinite(cols["reward"]).any():
         raise PlotError(f"{path} has no finite episode reward to plot (all NaN or inf)")

@@ -1,17 +1,23 @@
 """Which files a run writes, and the checks that keep other runs' files safe.
 
 A fresh run writes ``--checkpoint`` and ``--metrics`` (``runs/pong.*`` unless
-given) and refuses to replace existing ones without ``--overwrite``.
+given) and, with ``--tensorboard DIR``, event files in DIR; it refuses to
+replace existing ones without ``--overwrite``.
 
 A resume continues the run it was given. Unless told otherwise it writes
 that run's own checkpoint (the ``--resume`` file, or the file a ``--keep``
-copy was kept from) and appends to the log that run wrote, whose place the
-checkpoint records. Any other existing checkpoint is another run's, and the
-log must agree with the checkpoint up to its episode (episodes 1..N in order,
-the same step count and running reward at N), so a resumed curve never has a
-gap or another run's episodes in it. ``--overwrite`` on a resume is the one
-way past these checks: it lets the resume replace another run's checkpoint
-or log, or start a new log when the run's own is lost or does not match.
+copy was kept from), appends to the log that run wrote, whose place the
+checkpoint records, and writes into that run's TensorBoard directory. Any
+other existing checkpoint is another run's, and the log must agree with the
+checkpoint up to its episode (episodes 1..N in order, the same step count and
+running reward at N), so a resumed curve never has a gap or another run's
+episodes in it. A copy of the run (a new ``--checkpoint``) needs a log and a
+TensorBoard directory of its own, which start with the original's episodes.
+Event files are changed only where ``event_files`` shows they are pongxp's and
+of the resumed run; an event file pongxp did not write is never changed.
+``--overwrite`` on a resume is the one way past these checks: it lets the
+resume replace another run's checkpoint, log or event files, or start a new
+log when the run's own is lost or does not match.
 
 Everything here runs before any work, so a refusal touches no file.
 """
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pongxp import metrics
+from pongxp import event_files, metrics
 from pongxp.checkpoint import Checkpoint, looks_like_checkpoint
 from pongxp.config import (
     CHECKPOINT_SUFFIX,
@@ -38,16 +44,19 @@ from pongxp.config import (
 
 # A --keep copy: <stem>.ep<episode>.npz beside the checkpoint it was kept from.
 _KEPT_COPY = re.compile(r"(?P<stem>.+)\.ep\d+(?P<suffix>\.npz)")
+_OTHER_BOARD = "another --tensorboard directory"
 
 
 @dataclass
 class RunFiles:
     """What ``plan`` decided: the settings with both paths filled in, the log
-    records to keep, and notes for the user."""
+    records to keep, notes for the user, and what to do in the TensorBoard
+    directory (None: none)."""
 
     cfg: TrainConfig
     log_records: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    events: event_files.Plan | None = None
 
 
 def own_checkpoint(resume: str, ckpt: Checkpoint) -> str:
@@ -119,8 +128,11 @@ def _plan_fresh(cfg: TrainConfig) -> RunFiles:
     ckpt, log = str(cfg.checkpoint), str(cfg.metrics)
     # (Not in TrainConfig.validate: settings stored by older versions must still load.)
     check_suffix(ckpt, CHECKPOINT_SUFFIX, "--checkpoint")
+    events = None
+    if cfg.tensorboard:
+        events = event_files.plan_new(cfg.tensorboard, ckpt, cfg.overwrite, _OTHER_BOARD)
     if cfg.overwrite:
-        return RunFiles(cfg)
+        return RunFiles(cfg, events=events)
     if os.path.isfile(ckpt):  # a directory is refused by check_writable, in its own words
         if looks_like_checkpoint(ckpt):
             raise ConfigError(
@@ -138,7 +150,7 @@ def _plan_fresh(cfg: TrainConfig) -> RunFiles:
             "(a run killed before its first save, or another run's log); choose another "
             "--metrics, or add --overwrite to start a new run over it"
         )
-    return RunFiles(cfg)
+    return RunFiles(cfg, events=events)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -171,12 +183,12 @@ def _plan_resume(cfg: TrainConfig, resumed: Checkpoint) -> RunFiles:
                     "choose another --checkpoint, or add --overwrite to replace it"
                 )
             overwritten.append(f"checkpoint {ckpt}")
-        if cfg.metrics is None and not cfg.overwrite:
-            raise ConfigError(
-                f"--checkpoint {ckpt} continues {resume} as a new run; give it its own log "
-                f"with --metrics (e.g. {Path(ckpt).with_suffix('.jsonl')}), so {my_log} "
-                f"stays {mine}'s"
-            )
+        _refuse_sharing(cfg, resumed, ckpt, mine, my_log)
+    events, copied, taken = _plan_events(cfg, resumed, ckpt, mine, is_mine)
+    if copied:
+        notes.append(copied)
+    if taken:
+        overwritten.append(taken)
     records, problem = _log_up_to(log, resumed)
     if problem is not None and not os.path.exists(log) and not _same_file(log, my_log):
         # A new log for a copy of the run: it starts with the original's episodes.
@@ -201,7 +213,115 @@ def _plan_resume(cfg: TrainConfig, resumed: Checkpoint) -> RunFiles:
         )
     cfg = replace(cfg, checkpoint=ckpt, metrics=log)
     cfg.validate(check_env=False)  # the filled-in paths, e.g. not the log over the checkpoint
-    return RunFiles(cfg, records, notes)
+    return RunFiles(cfg, records, notes, events)
+
+
+def _refuse_sharing(
+    cfg: TrainConfig, resumed: Checkpoint, ckpt: str, mine: str, my_log: str
+) -> None:
+    """Refuse a copy of the run (a new ``--checkpoint``) that would write into the
+    original's log or TensorBoard directory, naming every flag it needs at once."""
+    if cfg.overwrite:
+        return
+    wanted, kept = [], []
+    if cfg.metrics is None:
+        wanted.append(f"its own log with --metrics (e.g. {Path(ckpt).with_suffix('.jsonl')})")
+        kept.append(my_log)
+    if cfg.tensorboard and _whose(cfg, resumed, mine, ckpt)[1] == "resumed":
+        example = Path(cfg.tensorboard).parent / Path(ckpt).stem
+        wanted.append(
+            f"its own TensorBoard directory with --tensorboard (e.g. {example}) or --no-tensorboard"
+        )
+        kept.append(cfg.tensorboard)
+    if wanted:
+        raise ConfigError(
+            f"--checkpoint {ckpt} continues {cfg.resume} as a new run; give it "
+            f"{' and '.join(wanted)}, so {' and '.join(kept)} "
+            f"{'stays' if len(kept) == 1 else 'stay'} {mine}'s"
+        )
+
+
+def _whose(
+    cfg: TrainConfig, resumed: Checkpoint, mine: str, ckpt: str
+) -> tuple[event_files.Contents, str]:
+    """What the run's --tensorboard directory holds, and whose its pongxp files are:
+    "none" (there are none), "resumed" (the resumed run's, so they agree with the
+    checkpoint up to its step), "retry" (this same command's, stopped before its
+    first save: the owner is ``ckpt``, which does not exist) or "other".
+
+    Raises:
+        ConfigError: it holds event files pongxp did not write.
+    """
+    contents = event_files.read(cfg.tensorboard)
+    event_files.refuse_foreign(contents, _OTHER_BOARD)
+    owner = contents.owner
+    own_dir = resumed.config.tensorboard
+    if owner is None and own_dir and _same_file(cfg.tensorboard, own_dir):
+        owner = mine  # files of an older pongxp, in the directory the run wrote
+    if not contents.ours:
+        return contents, "none"
+    if _of_run(owner, cfg, mine):
+        return contents, "resumed"
+    if owner is not None and _same_file(owner, ckpt) and not os.path.exists(ckpt):
+        return contents, "retry"
+    return contents, "other"
+
+
+def _of_run(owner: str | None, cfg: TrainConfig, mine: str) -> bool:
+    """Whether event files owned by ``owner`` are those of the run being resumed."""
+    return owner is not None and (_same_file(owner, mine) or _same_file(owner, str(cfg.resume)))
+
+
+def _plan_events(
+    cfg: TrainConfig, resumed: Checkpoint, ckpt: str, mine: str, is_mine: bool
+) -> tuple[event_files.Plan | None, str | None, str | None]:
+    """What a resume does in its TensorBoard directory: the plan, a note when it
+    starts with the original's points, and what ``--overwrite`` replaces there.
+
+    Raises:
+        ConfigError: the directory holds another run's event files (without
+            --overwrite) or files pongxp did not write.
+    """
+    if not cfg.tensorboard:
+        return None, None, None
+    board, start = cfg.tensorboard, resumed.total_steps
+    contents, whose = _whose(cfg, resumed, mine, ckpt)
+    if whose == "none":  # a new directory: it starts with the run's points so far
+        copy = _originals(cfg, resumed, mine)
+        copied = None
+        if copy:
+            copied = (
+                f"note: {board} starts with the TensorBoard points up to step {start} "
+                f"copied from {resumed.config.tensorboard}"
+            )
+        return event_files.Plan(Path(board), ckpt, start, copy=copy), copied, None
+    if whose != "other":  # this run's curves: cut after its step (a copy needed --overwrite)
+        taken = None
+        if whose == "resumed" and not is_mine:
+            taken = f"TensorBoard event files in {board} (cut after step {start})"
+        return event_files.Plan(Path(board), ckpt, start, keep=contents.ours), None, taken
+    if not cfg.overwrite:
+        of = f" (of {os.path.relpath(contents.owner)})" if contents.owner else ""
+        raise ConfigError(
+            f"TensorBoard directory {board} holds another run's event files{of}; choose "
+            "another --tensorboard directory or --no-tensorboard, or add --overwrite to "
+            "replace them"
+        )
+    plan = event_files.Plan(Path(board), ckpt, start, drop=contents.ours)
+    return plan, None, f"TensorBoard event files in {board}"
+
+
+def _originals(cfg: TrainConfig, resumed: Checkpoint, mine: str) -> tuple[Path, ...]:
+    """The resumed run's event files in the directory it wrote, if that is not
+    ``cfg.tensorboard`` and they are still its own."""
+    own_dir = resumed.config.tensorboard
+    if not own_dir or _same_file(own_dir, cfg.tensorboard):
+        return ()
+    try:
+        contents = event_files.read(own_dir)
+    except ConfigError:  # its owner file is damaged: copy nothing, change nothing
+        return ()
+    return contents.ours if _of_run(contents.owner or mine, cfg, mine) else ()
 
 
 def _log_up_to(log: str, resumed: Checkpoint) -> tuple[list[dict[str, Any]], str | None]:

@@ -20,11 +20,12 @@ through tensorboardX's synchronous ``EventsWriter``, not its ``SummaryWriter``,
 whose writer thread a flush does not wait for (a checkpoint could overtake
 queued points) and whose failure would leave training blocked on a full queue.
 
-A resume cuts the event files as it cuts the JSONL log: points past the
-checkpoint's step are removed from the files (each file rewritten under
-another name and renamed), so every reader sees each step once. The resumed
-run's new file also starts with a restart marker (SessionLog START) at the
-next step, so a TensorBoard already showing the removed points drops them.
+Which event files are whose, and cutting and copying them, is ``event_files``;
+which of them a run may change, ``resume.plan``. A resume cuts its own run's
+files as it cuts the JSONL log: points past the checkpoint's step are removed,
+so every reader sees each step once; the resumed run's new file also starts
+with a restart marker (SessionLog START) at the next step, so a TensorBoard
+already showing the removed points drops them.
 """
 
 from __future__ import annotations
@@ -33,19 +34,18 @@ import contextlib
 import dataclasses
 import json
 import os
-import struct
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pongxp import checkpoint, diagnostics
+from pongxp import checkpoint, diagnostics, event_files, metrics
 from pongxp.config import ConfigError, TrainConfig
 from pongxp.extras import require
 
 if TYPE_CHECKING:
     from pongxp.backend import Backend
-    from pongxp.trainer import Committed
+    from pongxp.committed import Committed
     from pongxp.workers import Pool
 
 #: Per-episode JSONL record field -> scalar tag.
@@ -70,10 +70,6 @@ HPARAMS = (
     "seed",
     "env_id",
 )
-#: Where a file being cut is written before it is renamed into place; the name
-#: holds no "tfevents", so a running TensorBoard never reads it half-written.
-_CUT_TEMP = "pongxp-cut"
-_HEADER = struct.Struct("<QI")  # a TFRecord's length and its masked CRC-32C
 
 
 def weight_and_grad_norms(params: Mapping[str, Any], grads: Mapping[str, Any], xp: Any) -> Any:
@@ -89,93 +85,19 @@ def weight_and_grad_norms(params: Mapping[str, Any], grads: Mapping[str, Any], x
     return xp.stack([xp.linalg.vector_norm(a) for a in parts])
 
 
-def event_files(directory: str | os.PathLike[str]) -> list[Path]:
-    """The event files directly in ``directory`` (not in its subdirectories: other runs)."""
-    path = Path(directory)
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if "tfevents" in p.name and p.is_file())
-
-
-def check_directory(
-    directory: str | os.PathLike[str], *, fresh: bool, overwrite: bool, purpose: str, other: str
-) -> None:
-    """Refuse, before any work, a directory that cannot take a run's event files.
+def check_directory(directory: str | os.PathLike[str], purpose: str) -> None:
+    """Refuse, before any work, a directory that cannot take event files.
 
     Args:
-        fresh: a new run, not a resume; event files already there are another
-            run's curves (or of one killed before its first save), which a new
-            run would mix into its own.
-        overwrite: a new run may remove them.
         purpose: what needs the extra, for its message, e.g. ``"--tensorboard"``.
-        other: what to choose instead, e.g. ``"another --tensorboard directory"``.
 
     Raises:
         MissingExtraError: tensorboardX is not installed.
-        ConfigError: not writable, or holds another run's event files.
+        ConfigError: not writable.
     """
     require("tensorboardX", "tensorboard", purpose)
     path = Path(directory)
     checkpoint.check_writable(path / "events.probe", "TensorBoard event files", ConfigError)
-    if fresh and not overwrite and event_files(path):
-        raise ConfigError(
-            f"TensorBoard directory {path} already holds another run's event files; "
-            f"choose {other}, or add --overwrite to replace them"
-        )
-
-
-def cut_events(directory: str | os.PathLike[str], keep_through: int | None) -> None:
-    """Remove from ``directory``'s event files every point past step ``keep_through``.
-
-    ``None`` removes the files (a new run replacing an old one). A file is
-    rewritten only when something goes, under a temporary name renamed into
-    place, so a kill leaves it whole, old or new. A torn last record (a run
-    killed while writing) goes too.
-    """
-    from google.protobuf.message import DecodeError
-    from tensorboardX.proto.event_pb2 import Event
-    from tensorboardX.record_writer import masked_crc32c
-
-    path = Path(directory)
-    tmp = checkpoint.temp_name(path / _CUT_TEMP, os.getpid())
-    checkpoint.remove_stale_temps(path / _CUT_TEMP)
-    for file in event_files(path):
-        if keep_through is None:
-            file.unlink()
-            continue
-        data = file.read_bytes()
-        kept, end, dropped = [], 0, False
-        for start, stop in _records(data, masked_crc32c):
-            try:
-                step = Event.FromString(data[start + _HEADER.size : stop - 4]).step
-            except DecodeError:  # garbage from here on
-                break
-            if step <= keep_through:
-                kept.append(data[start:stop])
-            else:
-                dropped = True
-            end = stop
-        if end == len(data) and not dropped:
-            continue
-        try:
-            tmp.write_bytes(b"".join(kept))
-            os.replace(tmp, file)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-def _records(data: bytes, crc: Any) -> Iterator[tuple[int, int]]:
-    """(start, stop) of each whole TFRecord in ``data``: u64 length, u32 CRC of the
-    length, payload, u32 CRC of the payload. Stops at a torn or garbled header."""
-    start = 0
-    while start + _HEADER.size <= len(data):
-        length, length_crc = _HEADER.unpack_from(data, start)
-        stop = start + _HEADER.size + length + 4
-        if crc(data[start : start + 8]) != length_crc or stop > len(data):
-            return
-        yield start, stop
-        start = stop
 
 
 class TensorBoardLog:
@@ -189,18 +111,15 @@ class TensorBoardLog:
 
     def __init__(
         self,
-        directory: str | os.PathLike[str],
-        start: int | None,
+        plan: event_files.Plan,
         settings: TrainConfig | None = None,
         note: str = "",
         say: Callable[[str], None] = print,
     ) -> None:
-        """Open ``directory`` for a run that starts at emulator step ``start``.
+        """Prepare the plan's directory (``event_files.prepare``) and open a new event
+        file there for a run that starts at the plan's ``start`` (None: a new run).
 
         Args:
-            start: None for a new run (event files already there are removed:
-                ``check_directory`` refused them unless allowed); a resume's
-                ``total_steps``, after which the files are cut.
             settings: the run's settings, shown as text (and, at the start of
                 the curves, in the HParams tab).
             note: a line shown above the settings, e.g. where a log came from.
@@ -214,23 +133,25 @@ class TensorBoardLog:
         from tensorboardX.proto.event_pb2 import Event, SessionLog
         from tensorboardX.summary import text
 
-        self.directory = Path(directory)
+        self.directory = plan.directory
         self._say = say
         self._file: Any = None
         self._busy = self._wall = 0.0  # the actors' seconds at the last batch
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            cut_events(self.directory, start)
-            first = not event_files(self.directory)  # the curves start here
+            event_files.prepare(plan)
+            # The file's own name part, named as the run's before the file exists.
             # (tensorboardX names files by the second: two in one would collide.)
-            self._file = EventsWriter(str(self.directory / "events"), f".{time.time_ns()}")
+            token = str(time.time_ns())
+            event_files.add(self.directory, plan.owner, token)
+            self._file = EventsWriter(str(self.directory / "events"), f".{token}")
+            start = plan.start
             # After the cut step, so a second resume from the same checkpoint cuts it too.
             step = 0 if start is None else start + 1
             if start is not None:  # a TensorBoard showing the cut points drops them here
                 self._file.write_event(
                     Event(step=step, session_log=SessionLog(status=SessionLog.START))
                 )
-            if settings is not None and first:
+            if settings is not None and not (plan.keep or plan.copy):  # the curves start here
                 self._summary(_hparams(settings), step)
             if settings is not None or note:
                 self._summary(text("settings", _settings_text(settings, note)), step)
@@ -346,38 +267,32 @@ def _settings_text(settings: TrainConfig | None, note: str) -> str:
 
 
 def open_for_training(
-    cfg: TrainConfig, start: int | None, say: Callable[[str], None]
+    cfg: TrainConfig, plan: event_files.Plan | None, say: Callable[[str], None]
 ) -> TensorBoardLog | None:
-    """The run's TensorBoard log, or None when ``--tensorboard`` is off.
+    """The run's TensorBoard log as ``resume.plan`` planned it, or None when
+    ``--tensorboard`` is off.
 
     Args:
-        start: None for a new run, else the resumed checkpoint's ``total_steps``.
         say: prints a message (the run's progress output).
     """
-    if not cfg.tensorboard:
+    if plan is None:
         return None
     note = f"resumed from {cfg.resume}" if cfg.resume else ""
-    return TensorBoardLog(cfg.tensorboard, start, cfg, note, say)
+    return TensorBoardLog(plan, cfg, note, say)
 
 
 def check_training(cfg: TrainConfig) -> None:
     """``check_directory`` for the run's ``--tensorboard``, if it has one."""
     if cfg.tensorboard:
-        check_directory(
-            cfg.tensorboard,
-            fresh=cfg.resume is None,
-            overwrite=cfg.overwrite,
-            purpose="--tensorboard",
-            other="another --tensorboard directory",
-        )
+        check_directory(cfg.tensorboard, "--tensorboard")
 
 
 def discard(cfg: TrainConfig) -> None:
     """Remove a new run's event files when it died before its first checkpoint:
     nothing can resume it, so its curves must not make the rerun ask for --overwrite."""
     if cfg.tensorboard:
-        with contextlib.suppress(OSError):
-            cut_events(cfg.tensorboard, None)
+        with contextlib.suppress(OSError, ConfigError):
+            event_files.remove(cfg.tensorboard, str(cfg.checkpoint))
 
 
 @dataclasses.dataclass
@@ -401,38 +316,29 @@ def convert_logs(
     Raises:
         MissingExtraError, ConfigError: before anything is written.
     """
-    from pongxp import metrics
-
     runs = [Path(directory) / Path(log).name.removesuffix(".jsonl") for log in logs]
     if len(set(runs)) < len(runs):
         raise ConfigError(
             "two logs have the same file name; convert them into separate directories"
         )
-    loaded = []
+    # Every log, then every directory, is checked before anything is written.
+    records = [metrics.load(log) for log in logs]
+    plans = []
     for log, run in zip(logs, runs, strict=True):
-        check_directory(
-            run, fresh=True, overwrite=overwrite, purpose="pongxp tensorboard", other="another DIR"
-        )
-        try:
-            records = metrics.read(log)
-        except OSError as exc:
-            raise ConfigError(f"cannot read metrics log {log}: {exc.strerror or exc}") from None
-        records = [r for r in records if isinstance(r, dict) and "episode" in r]
-        if not records:
-            raise ConfigError(f"{log} has no episode records; give a log written by training")
-        loaded.append((log, run, records))
+        check_directory(run, "pongxp tensorboard")
+        plans.append(event_files.plan_new(run, str(log), overwrite, "another DIR"))
     done = []
-    for log, run, records in loaded:
-        origin = os.path.getmtime(log) - float(records[-1].get("time", 0.0))
-        board = TensorBoardLog(run, None, note=f"converted from {log}")
+    for log, plan, run_records in zip(logs, plans, records, strict=True):
+        origin = os.path.getmtime(log) - float(run_records[-1].get("time", 0.0))
+        board = TensorBoardLog(plan, note=f"converted from {log}")
         total = 0
         try:
-            for record in records:
+            for record in run_records:
                 # Logs of the first format lack total_steps: the steps add up to it.
                 total = int(record.get("total_steps", total + record.get("steps", 0)))
                 walltime = origin + record["time"] if "time" in record else None
                 board.episode({**record, "total_steps": total}, walltime)
         finally:
             board.close()
-        done.append(Converted(run, len(records), total))
+        done.append(Converted(plan.directory, len(run_records), total))
     return done

@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
 from pongxp import backend as backend_mod
-from pongxp import checkpoint, resume, tensorboard_log
+from pongxp import checkpoint, interrupts, resume, tensorboard_log
 from pongxp.batch import stack
+from pongxp.committed import Committed
 from pongxp.config import INPUT_SIZE, TrainConfig
 from pongxp.diagnostics import batch_figures
 from pongxp.metrics import MetricsLog
@@ -42,30 +41,6 @@ from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_str
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. weights went non-finite); the message says why."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Raised from the SIGTERM handler so it takes the same path as Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"signal {signum}")
-        self.signum = signum  # the CLI exits with 128 + signum
-
-
-@dataclass
-class Committed:
-    """Training state at a batch boundary: what a checkpoint holds, weights on the device."""
-
-    params: dict[str, Any]
-    cache: dict[str, Any]
-    episode: int
-    running_reward: float
-    total_steps: int
-    elapsed: float
-    streams: list[dict[str, Any]]  # one per slot of a batch (``workers``)
-    # total_steps as logged with the last episode: less than total_steps when a
-    # batch of steps played on after it (``slot_share``).
-    logged_steps: int = 0
 
 
 @dataclass
@@ -92,24 +67,6 @@ class _Latest:
             self.saved_episode = state.episode
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM in the block: an impatient second Ctrl-C must not
-    abort the final save. (Only the main thread can set handlers; blocking the
-    signal would not do, as the kernel hands it to another thread, e.g. BLAS's.)"""
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: None) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def _kept(cfg: TrainConfig, latest: _Latest, last_saved: int) -> str:
     """Which checkpoint survives a failure, for the error message."""
     if latest.saved:
@@ -127,6 +84,10 @@ def train(
 ) -> Committed:
     """Run (or resume) training as ``cfg`` says; return the final committed state.
 
+    SIGINT, SIGTERM and SIGHUP (``interrupts``) stop it at any moment: the
+    last batch boundary is saved once training has begun, and one line says
+    what was kept.
+
     Args:
         command: how the user started training, for the line that says how to
             continue the run (e.g. ``"pongxp train"``).
@@ -136,8 +97,18 @@ def train(
 
     Raises:
         TrainingError, checkpoint.CheckpointError, backend.DeviceError.
-        KeyboardInterrupt after saving, when interrupted.
+        KeyboardInterrupt (``interrupts.Interrupted``) once reported, when interrupted.
     """
+    previous = interrupts.install()
+    try:
+        return _train(cfg, quiet, command, backend)
+    finally:
+        interrupts.restore(previous)
+
+
+def _train(
+    cfg: TrainConfig, quiet: bool, command: str, backend: backend_mod.Backend | None
+) -> Committed:
     cfg.validate()
     # The device first: "already exists" would hide a problem the user must fix anyway.
     if backend is None:
@@ -217,20 +188,11 @@ def train(
             if not resumed.streams:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
         metrics = MetricsLog(cfg.metrics, files.log_records)
-        board = tensorboard_log.open_for_training(cfg, state.total_steps if resumed else None, say)
+        board = tensorboard_log.open_for_training(cfg, files.events, say)
         latest = _Latest(state)
         training = True
-        previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             state = _loop(cfg, backend, actors, latest, metrics, progress, board)
-        except KeyboardInterrupt:
-            state = latest.state
-            with _signals_ignored():  # we are exiting anyway
-                latest.save(cfg, state, backend)
-                _report_idle(actors, say, cfg)
-                saved = f"saved episode {state.episode} to {cfg.checkpoint}"
-                say(f"interrupted: {saved}; {continue_with}")
-            raise
         except RolloutError as exc:  # the actors are lost; what is committed is not
             state = latest.state
             latest.save(cfg, state, backend)
@@ -238,7 +200,6 @@ def train(
                 f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; {continue_with}"
             ) from exc
         finally:
-            signal.signal(signal.SIGTERM, previous_sigterm)
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
                 metrics.close()
             if board is not None:
@@ -251,13 +212,17 @@ def train(
         )
         _report_idle(actors, say, cfg)
         return state
+    except KeyboardInterrupt as exc:  # a second signal is ignored meanwhile (interrupts)
+        _stop(cfg, resumed, latest, backend, actors, say, continue_with)
+        exc.reported = True  # type: ignore[attr-defined]
+        raise
     except Exception as exc:
+        signum = interrupts.received()
+        if signum is not None:  # the signal became another error, e.g. in an import
+            _stop(cfg, resumed, latest, backend, actors, say, continue_with)
+            raise interrupts.Interrupted(signum, reported=True) from exc
         if resumed is None and latest is not None and not latest.saved:
-            # A fresh run that dies before its first checkpoint leaves nothing to
-            # resume, so its log must not make the rerun ask for --overwrite.
-            with contextlib.suppress(OSError):
-                os.unlink(cfg.metrics)
-            tensorboard_log.discard(cfg)
+            _forget(cfg)
         out_of_memory = backend.out_of_memory(exc, _memory_tips(cfg, training))
         if out_of_memory is None:
             raise
@@ -269,6 +234,39 @@ def train(
     finally:
         actors.close()
         progress.close()
+
+
+def _stop(
+    cfg: TrainConfig,
+    resumed: checkpoint.Checkpoint | None,
+    latest: _Latest | None,
+    backend: backend_mod.Backend,
+    actors: Pool,
+    say: Callable[[str], None],
+    continue_with: str,
+) -> None:
+    """On an interrupt: save the last batch boundary once training has begun, else
+    leave nothing a rerun would trip over; say which in one line."""
+    if latest is not None:
+        latest.save(cfg, latest.state, backend)
+        _report_idle(actors, say, cfg)
+        saved = f"saved episode {latest.state.episode} to {cfg.checkpoint}"
+        say(f"interrupted: {saved}; {continue_with}")
+        return
+    # Before training began: nothing to save.
+    if resumed is None:
+        _forget(cfg)
+    kept = f"{cfg.resume} is unchanged; {continue_with}" if resumed else "nothing was saved"
+    say(f"interrupted: before training began; {kept}")
+
+
+def _forget(cfg: TrainConfig) -> None:
+    """Remove a fresh run's log and event files when it stops before its first
+    checkpoint: nothing can resume it, so they must not make the rerun ask for
+    --overwrite."""
+    with contextlib.suppress(OSError):
+        os.unlink(cfg.metrics)
+    tensorboard_log.discard(cfg)
 
 
 def _report_idle(actors: Pool, say: Any, cfg: TrainConfig) -> None:

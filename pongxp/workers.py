@@ -33,15 +33,16 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import signal
 import time
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import wait
+from multiprocessing.util import Finalize
 from typing import Any, Protocol
 
 import numpy as np
 
+from pongxp import interrupts
 from pongxp.rollout import Actor, Share
 
 Stream = dict[str, Any]
@@ -104,8 +105,14 @@ def play_stream(actor: Actor, stream: Stream, quota: int | None) -> Played:
 
 
 def _worker(conn: Any, env_id: str, dtype: str) -> None:
-    # Ctrl-C is the parent's to handle; it stops the workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Signals (a terminal's Ctrl-C and SIGHUP reach workers too) are the trainer's
+    # to act on; it stops the workers itself (interrupts).
+    interrupts.ignore_in_child()
+    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+        _serve(conn, env_id, dtype)  # until the trainer closes the pipe, or is gone
+
+
+def _serve(conn: Any, env_id: str, dtype: str) -> None:
     actor = _make_actor(env_id, dtype)
     conn.send(("ready", None))
     while True:
@@ -119,6 +126,13 @@ def _worker(conn: Any, env_id: str, dtype: str) -> None:
             actor.close()
             conn.close()
             return
+
+
+def _kill(procs: list[Any]) -> None:
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _send(conn: Any, message: tuple[str, Any]) -> None:
@@ -161,15 +175,24 @@ class ActorPool:
             self._local = _make_actor(env_id, dtype)
             return
         ctx = mp.get_context("spawn")  # no fork: the parent may hold a CUDA context
-        for _ in range(num_actors):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, env_id, dtype), daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
-        for conn in self._conns:
-            self._receive(conn, "ready")
+        # Workers ignore SIGTERM, with which multiprocessing stops them at exit:
+        # whatever ends this process without ``close`` kills them first.
+        Finalize(self, _kill, (self._procs,), exitpriority=10)
+        try:
+            for _ in range(num_actors):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(child, env_id, dtype), daemon=True)
+                with interrupts.starting_child():  # an interrupt here comes after these
+                    proc.start()
+                    self._conns.append(parent)
+                    self._procs.append(proc)
+                child.close()
+            for conn in self._conns:
+                self._receive(conn, "ready")
+        except BaseException:  # e.g. Ctrl-C while they start: stop those started
+            self._busy.update(self._conns)  # (close kills busy ones at once)
+            self.close()
+            raise
 
     def set_weights(self, w1: np.ndarray, w2: np.ndarray) -> None:
         """Host weights (W1 (H, D), W2 (H,)) for the next episodes."""

@@ -226,3 +226,31 @@ def test_bad_names_and_sizes_are_one_line_before_any_log_is_read(
 def test_a_directory_is_not_a_metrics_log(tmp_path: Path) -> None:
     with pytest.raises(PlotError, match=f"metrics file {tmp_path} is a directory"):
         load_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('"total_steps": "900"', 'line 2 has total_steps "900", not a count'),
+        ('"total_steps": null', "line 2 has total_steps null, not a count"),
+        ('"total_steps": [900]', "line 2 has total_steps [900], not a count"),
+        ('"reward": "-21"', 'line 2 has reward "-21", not a number'),
+    ],
+)
+@PLOT
+def test_a_log_with_bad_values_is_one_line_naming_the_line_and_nothing_is_written(
+    line: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under every --x (steps used to give a traceback), before anything is drawn."""
+    good = {"episode": 1, "reward": -21, "running_reward": -21, "time": 1.0, "total_steps": 900}
+    key = line.split(":")[0][1:-1]
+    bad = json.dumps({k: v for k, v in {**good, "episode": 2}.items() if k != key})
+    bad = bad[:-1] + ", " + line + "}"
+    log = tmp_path / "bad.jsonl"
+    log.write_text(json.dumps(good) + "\n" + bad + "\n")
+    out = tmp_path / "x.png"
+    for x in ("steps", "time", "episode"):
+        assert cli.plot_main([str(log), "--x", x, "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {log} {needle}; fix or remove that line\n", err
+    assert not out.exists()

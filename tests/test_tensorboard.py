@@ -1,11 +1,13 @@
 """TensorBoard logging, read back with TensorBoard's own readers: live training, resume,
-the log converter, and the refusals (no extra, unwritable or taken directory)."""
+the log converter, and the refusals (no extra, unwritable or taken directory, bad
+logs). Whose event files a resume may change: ``test_tensorboard_resume.py``."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import json
+import os
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,14 +21,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from pongxp import checkpoint, cli
-from pongxp.tensorboard_log import (
-    EPISODE_TAGS,
-    NORM_TAGS,
-    TensorBoardLog,
-    cut_events,
-    weight_and_grad_norms,
-)
+from pongxp import checkpoint, cli, event_files
+from pongxp.event_files import Plan
+from pongxp.tensorboard_log import EPISODE_TAGS, NORM_TAGS, TensorBoardLog, weight_and_grad_norms
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5", "--num-envs", "1")
@@ -152,7 +149,7 @@ def test_missing_extra_is_one_line_naming_the_install(tmp_path: Path) -> None:
     assert not (tmp_path / "tb").exists() and not (tmp_path / "r.jsonl").exists()
 
 
-@pytest.mark.parametrize("where", ["under a file", "read-only", "taken"])
+@pytest.mark.parametrize("where", ["under a file", "read-only", "taken", "foreign"])
 @pytest.mark.usefixtures("no_actors")
 def test_a_directory_that_cannot_take_the_run_is_refused_before_any_episode(
     where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -162,10 +159,14 @@ def test_a_directory_that_cannot_take_the_run_is_refused_before_any_episode(
     if where == "under a file":
         (tmp_path / "file").write_text("x")
         tb = tmp_path / "file" / "tb"
-    elif where == "taken":
-        (tb / "events.out.tfevents.1.host").write_bytes(b"")
+    elif where == "taken":  # by a pongxp run: its files end in time_ns
+        (tb / "events.out.tfevents.1.host.1700000000000000000").write_bytes(b"")
+    elif where == "foreign":  # pongxp never changes these, --overwrite or not
+        (tb / "events.out.tfevents.1.host").write_bytes(b"not pongxp's")
     argv = ["--hidden", "8", "--device", "cpu", "--checkpoint", str(tmp_path / "r.npz"),
             "--metrics", str(tmp_path / "r.jsonl"), "--tensorboard", str(tb)]  # fmt: skip
+    if where == "foreign":
+        argv.append("--overwrite")
     if where == "read-only":
         with unwritable(tb):
             code = cli.train_main(argv)
@@ -175,6 +176,9 @@ def test_a_directory_that_cannot_take_the_run_is_refused_before_any_episode(
     line = one_line(code, err)
     if where == "taken":
         assert "already holds another run's event files" in line and "--overwrite" in line
+    elif where == "foreign":
+        assert "holds event files that pongxp did not write (events.out.tfevents.1.host)" in line
+        assert (tb / "events.out.tfevents.1.host").read_bytes() == b"not pongxp's"
     else:
         assert line.startswith(f"error: cannot write TensorBoard event files {tb}/")
     assert "episode" not in out and not (tmp_path / "r.jsonl").exists()
@@ -205,44 +209,83 @@ def test_converted_logs_read_back_as_logged(
     assert len(points(tb / "pong-v0")["episode/reward"]) == 40
 
 
-@pytest.mark.parametrize(
-    ("make", "needle"),
-    [
-        (lambda d: [], "cannot read metrics log"),
-        (lambda d: [d / "empty.jsonl"], "has no episode records"),
-        (lambda d: [d / "a" / "x.jsonl", d / "b" / "x.jsonl"], "the same file name"),
-    ],
-    ids=["missing", "empty", "same name"],
-)
-def test_converter_refuses_bad_logs_in_one_line(
-    make: Callable[[Path], list[Path]], needle: str, tmp_path: Path
+BAD_LOGS = {
+    # name: (contents, what the one line says)
+    "missing": (None, "does not exist"),
+    "empty": (b"", "has no episode records"),
+    "string": (b'{"episode": 1, "total_steps": "9"}\n', 'line 1 has total_steps "9", not a count'),
+    "null": (b'{"episode": 1}\n{"episode": 2, "reward": null}\n', "line 2 has reward null"),
+    "list": (b'{"episode": 1, "time": [1, 2]}\n', "line 1 has time [1, 2], not a number"),
+    "not an object": (b'{"episode": 1}\n[1, 2]\n{"episode": 3}\n', "line 2 is a JSON list"),
+    "not JSON": (b'{"episode": 1}\nepisode 2\n{"episode": 3}\n', "line 2 is not JSON"),
+    "not UTF-8": (b'{"episode": 1, "x": "\xff"}\n', "is not a pongxp metrics log (not UTF-8"),
+    "npz": (None, "is not a pongxp metrics log (not UTF-8"),
+    "fifo": (None, "is not a regular file"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", BAD_LOGS)
+def test_converter_refuses_a_bad_log_in_one_line_and_writes_nothing(
+    kind: str, small_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    logs = make(tmp_path)
+    """The bad log comes second: the good first one must not be written either."""
+    contents, needle = BAD_LOGS[kind]
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"episode": 1, "reward": -21, "total_steps": 900}\n')
+    bad = tmp_path / f"{kind.replace(' ', '-')}.jsonl"
+    if kind == "npz":
+        bad = small_checkpoint
+    elif kind == "fifo":
+        os.mkfifo(bad)  # reading it would never end
+    elif contents is not None:
+        bad.write_bytes(contents)
+    tb = tmp_path / "tb"
+    assert cli.main(["tensorboard", str(good), str(bad), str(tb)]) == 2
+    line = one_line(2, capsys.readouterr().err)
+    assert line.startswith(f"error: {bad}") or f" {bad}" in line, line
+    assert needle in line, line
+    assert not tb.exists()
+
+
+def test_converter_refuses_two_logs_of_one_name(tmp_path: Path) -> None:
+    logs = [tmp_path / "a" / "x.jsonl", tmp_path / "b" / "x.jsonl"]
     for path in logs:
-        path.parent.mkdir(exist_ok=True)
-        path.write_text("" if path.name == "empty.jsonl" else '{"episode": 1}\n')
-    proc = run_cli(
-        "tensorboard", *map(str, logs or [tmp_path / "nope.jsonl"]), str(tmp_path / "tb")
-    )
-    assert needle in one_line(proc.returncode, proc.stderr)
-    assert not list((tmp_path / "tb").glob("*/*tfevents*"))
+        path.parent.mkdir()
+        path.write_text('{"episode": 1}\n')
+    proc = run_cli("tensorboard", *map(str, logs), str(tmp_path / "tb"))
+    assert "the same file name" in one_line(proc.returncode, proc.stderr)
+    assert not (tmp_path / "tb").exists()
 
 
-def test_cut_keeps_what_is_left_and_drops_a_torn_record(tmp_path: Path) -> None:
+def test_a_cut_keeps_what_is_left_drops_a_torn_record_and_no_other_file(tmp_path: Path) -> None:
     from tensorboardX import SummaryWriter
 
-    with SummaryWriter(str(tmp_path)) as writer:
-        for step in range(1, 6):
-            writer.add_scalar("x", step * 10, step)
-    (file,) = tmp_path.glob("*tfevents*")
-    whole = file.read_bytes()
-    cut_events(tmp_path, 5)  # nothing past step 5: the file is left as it was
+    owner = str(tmp_path / "run.npz")
+    board = TensorBoardLog(Plan(tmp_path, owner))
+    for step in range(1, 6):
+        board.episode({"total_steps": step, "reward": step * 10})
+    board.close()
+    with SummaryWriter(str(tmp_path / "other")) as writer:  # not pongxp's, moved in
+        writer.add_scalar("episode/reward", 99, 4)
+    (foreign,) = (tmp_path / "other").glob("*tfevents*")
+    foreign = foreign.rename(tmp_path / foreign.name)
+    contents = event_files.read(tmp_path)
+    assert contents.foreign == (foreign,) and Path(contents.owner) == Path(owner).resolve()
+    (file,) = contents.ours
+    whole, theirs = file.read_bytes(), foreign.read_bytes()
+
+    def cut(keep_through: int) -> None:
+        event_files.prepare(Plan(tmp_path, owner, keep_through, keep=contents.ours))
+
+    cut(5)  # nothing past step 5: the file is left as it was
     assert file.read_bytes() == whole
     file.write_bytes(whole + whole[-30:])  # a record cut short by a kill
-    cut_events(tmp_path, 3)
-    assert points(tmp_path)["x"] == [(1, 10.0), (2, 20.0), (3, 30.0)]
-    cut_events(tmp_path, None)
-    assert list(tmp_path.iterdir()) == []
+    cut(3)
+    mine = [(s, v) for s, v in points(tmp_path)["episode/reward"] if v != 99]
+    assert mine == [(1, 10.0), (2, 20.0), (3, 30.0)]
+    assert foreign.read_bytes() == theirs
+    event_files.remove(tmp_path, owner)
+    assert sorted(tmp_path.iterdir()) == [foreign, tmp_path / "other"]
 
 
 def test_norms_stay_on_the_device_of_their_inputs() -> None:
@@ -268,7 +311,7 @@ def test_help_names_the_flag_and_the_command() -> None:
 
 def test_a_failing_write_stops_the_curves_not_the_run(tmp_path: Path) -> None:
     said: list[str] = []
-    board = TensorBoardLog(tmp_path, None, say=said.append)
+    board = TensorBoardLog(Plan(tmp_path, str(tmp_path / "run.npz")), say=said.append)
     board.episode({"total_steps": 900, "reward": -21})
 
     def full(*args: object) -> None:
