@@ -108,7 +108,9 @@ def _worker(conn: Any, env_id: str, dtype: str) -> None:
     # Signals (a terminal's Ctrl-C and SIGHUP reach workers too) are the trainer's
     # to act on; it stops the workers itself (interrupts).
     interrupts.ignore_in_child()
-    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+    # OSError: a broken or reset pipe, or "end of file during message" when the
+    # trainer died halfway through sending one (the weights are a few MB).
+    with contextlib.suppress(EOFError, OSError):
         _serve(conn, env_id, dtype)  # until the trainer closes the pipe, or is gone
 
 
