@@ -262,10 +262,14 @@ def _train(
     batches: int,
     tmp: Path,
     actors: str = "processes",
+    batch_steps: int = 0,
+    episodes: int | None = None,
 ) -> Any:
     """A CPU training run of ``batches`` batches, quiet; its final committed state.
 
     ``actors="ray"`` needs Ray initialised by the caller (the run uses it as is).
+    With ``batch_steps`` (``--batch-steps``) a run ends at a batch boundary once
+    ``episodes`` episodes have ended, however many batches that takes.
     Its checkpoint and metrics log are ``training_paths(tmp, ...)``.
     """
     ckpt, metrics = training_paths(tmp, num_envs, seed, batches, actors)
@@ -273,8 +277,9 @@ def _train(
         actors=actors,
         env_id=args.env_id,
         num_envs=num_envs,
-        episodes=batches * args.batch_size,
+        episodes=episodes or batches * args.batch_size,
         batch_size=args.batch_size,
+        batch_steps=batch_steps,
         seed=seed,
         device="cpu",
         dtype=args.dtype,

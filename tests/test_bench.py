@@ -1,17 +1,20 @@
 """The benchmark scripts refuse bad flags in one line, before any measuring; the
-scaling model's parts (bench_scaling.py) on small known cases."""
+scaling model's parts (bench_scaling.py, both batch modes) on small known cases."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import sys
+from collections import deque
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 from conftest import ROOT
+
+from pongxp.slot_share import share_ends, slot_quota
 
 
 def bench_script(name: str) -> ModuleType:
@@ -42,6 +45,16 @@ def bench_script(name: str) -> ModuleType:
          "got 1"),
         ("bench_scaling", ("--log", "no-such.jsonl"), "--log no-such.jsonl is not a file; give "
          "a training run's metrics log"),
+        ("bench_scaling", ("--steps-log", "no-such.jsonl"), "--steps-log no-such.jsonl is not "
+         "a file; give a training run's metrics log"),
+        ("bench_scaling", ("--ray-clusters", "4by16"), "--ray-clusters '4by16': give K nodes x "
+         "C cores, e.g. 4x16"),
+        ("bench_scaling", ("--batch-steps", "0"), "--batch-steps must be a positive integer, "
+         "got 0"),
+        ("bench_scaling", ("--points", "no-such.json"), "--points no-such.json is not a file; "
+         "make it with bench/bench_points.py"),
+        ("bench_points", ("--agent", "no-such.npz"), "--agent no-such.npz: no-such.npz is not "
+         "a file"),
     ],
 )  # fmt: skip
 def test_bench_refuses_bad_numbers(
@@ -96,3 +109,128 @@ def test_scaling_model_reads_gpu_rows_once_committed(tmp_path: Path) -> None:
     assert gpu_row["status"] == "ok" and gpu_row["update_on"] == "gpu"
     assert gpu_row["update_share"] < cpu_row["update_share"]
     assert gpu_row["steps_per_s"] > cpu_row["steps_per_s"]
+
+
+def cut_step_by_step(games: list[list[int]], quota: int | None, shares: int) -> list[int]:
+    """The oracle: shares' steps with the rule asked at every step of the games played
+    back to back (reward 0 inside a point, non-zero on its last step)."""
+    rewards, over = [], []
+    for game in games:
+        for p, length in enumerate(game):
+            rewards += [0.0] * (length - 1) + [1.0]
+            over += [False] * (length - 1) + [p == len(game) - 1]
+    out, steps = [], 0
+    for reward, ended in zip(rewards, over, strict=True):
+        steps += 1
+        if share_ends(steps, quota, reward, ended):
+            out.append(steps)
+            steps = 0
+            if len(out) == shares:
+                return out
+    raise AssertionError("the games ran out")
+
+
+@pytest.mark.parametrize("quota", [1, 25, 60, 100, None])
+def test_steps_model_cuts_shares_as_the_rule_does(quota: int | None) -> None:
+    """A share is at least the quota and ends at a point (new games started within
+    it, a game going on carried to the next), the same as asking the rule at every
+    step; no quota: one whole game a share."""
+    bench = bench_script("bench_scaling")
+    rng = np.random.default_rng(1)
+    games = [rng.integers(1, 40, size=rng.integers(2, 6)).tolist() for _ in range(40)]
+    stream: deque[int] = deque()
+    queue = iter(games)
+    cuts = [bench.cut_share(stream, quota, lambda: list(next(queue))) for _ in range(12)]
+    assert [steps for steps, _ in cuts] == cut_step_by_step(games, quota, 12)
+    ends = set(np.cumsum([p for game in games for p in game]).tolist())
+    assert set(np.cumsum([steps for steps, _ in cuts]).tolist()) <= ends  # at points
+    assert all(steps >= (quota or 1) for steps, _ in cuts)
+    if quota is None:
+        assert cuts == [(sum(game), 1) for game in games[:12]]
+
+
+def test_steps_model_one_actor_never_idles_and_a_known_case() -> None:
+    """One actor is never idle. Two actors, two slots, quota 10: shares of 12 and 30
+    steps (the points under way ran 2 and 20 past the quota) wait 18 steps."""
+    bench = bench_script("bench_scaling")
+    costs = bench.Costs(step_s=1e-3, weights_s=0.0, return_s_per_step=0.0)
+    games = iter([[4, 8, 5], [8, 22]])
+    streams: list[deque[int]] = [deque(), deque()]
+    steps = np.array([bench.cut_share(s, 10, lambda: list(next(games))) for s in streams])[:, 0]
+    assert steps.tolist() == [12, 30]
+    paused = (np.array([False, False]), np.array([bool(s) for s in streams]))
+    assert paused[1].tolist() == [True, False]  # slot 0's game goes on next batch
+    for actors, idle in ((1, 0.0), (2, 1 - 42 / (2 * 30))):
+        played = bench.play([steps], [steps * 1e-3], actors, costs, [paused])
+        shares = bench.summarise(played, actors, lambda pieces, total: 0.0)
+        assert shares["idle_in_rollouts"] == pytest.approx(idle)
+        assert shares["waiting_in_rollouts"] == pytest.approx(idle)  # no stream or transfer costs
+        assert shares["steps_per_s"] == pytest.approx(42 / (0.03 if actors == 2 else 0.042))
+
+
+def test_steps_model_over_a_logged_run() -> None:
+    """Over the first 300 episodes of the committed run: games keep their logged
+    lengths and 42 - |reward| points; every share reaches its quota; one actor's
+    idle share is 0 (no stream costs); the slots follow the cores."""
+    bench = bench_script("bench_scaling")
+    log = bench.RunLog.read(ROOT / "pretrained" / "pong-v0.jsonl")
+    shapes = bench.PointShapes(("short", "long"), np.array([50.0, 200.0]),
+                               (np.array([0.8, 1.0, 1.2]), np.array([0.5, 1.0, 2.5])))  # fmt: skip
+    rng = np.random.default_rng(0)
+    for steps, reward in zip(log.steps[:50], log.rewards[:50], strict=True):
+        points = shapes.game(int(steps), int(reward), rng)
+        assert sum(points) == steps and len(points) == 42 - abs(reward) and min(points) >= 1
+    assert [bench.step_slots(n, 10) for n in (1, 2, 4, 8, 16, 64)] == [10, 10, 12, 16, 16, 64]
+    to_level = float(log.steps[:300].sum())
+    quota = slot_quota(34_000, 10)
+    run = bench.cut_run(log, 300, to_level, 10, quota, shapes, 100, rng)
+    assert sum(x.sum() for x in run.steps) >= to_level
+    assert all((x >= quota).all() for x in run.steps)
+    assert not run.paused[0][0].any()  # fresh streams before the first batch
+    costs = bench.Costs(step_s=1 / 7000, weights_s=0.003, return_s_per_step=1e-7)
+    updates = {"cpu": [bench.UpdateRow(10, 34_000, 0.1), bench.UpdateRow(10, 51_000, 0.14)]}
+    setups = [bench.Setup(1, costs), bench.Setup(8, costs)]
+    one, eight = bench.model_steps(log, 300, to_level, setups, 10, 34_000, shapes, updates,
+                                   resamples=2, window=100, seed=0)  # fmt: skip
+    assert one["idle_in_rollouts"] == pytest.approx(0.0, abs=1e-12)
+    assert one["waiting_in_rollouts"] == pytest.approx(0.0, abs=1e-12)
+    assert (eight["batch"], eight["quota"]) == (16, 2125)
+    assert 0 < eight["idle_in_rollouts"] < 1 and eight["steps_per_s"] > 4 * one["steps_per_s"]
+
+
+def test_stream_and_ray_costs_per_share() -> None:
+    """A paused game's stream costs its own load and save; Ray pays per share and per
+    node, worker processes per actor and nothing for the one in the trainer."""
+    bench = bench_script("bench_scaling")
+    stream = bench.StreamCosts(load_s=1.0, save_s=2.0, load_paused_s=10.0, save_paused_s=20.0)
+    around = stream.around(np.array([False, True, True]), np.array([False, False, True]))
+    assert around.tolist() == [3.0, 12.0, 30.0]
+    processes = bench.Costs(step_s=0.0, weights_s=0.5, return_s_per_step=0.1)
+    ray = bench.Costs(step_s=0.0, weights_s=0.5, return_s_per_step=0.1, call_s=1.0, nodes=3)
+    steps = np.array([10.0, 20.0])
+    assert processes.weights_out(1) == 0 and processes.way_back(1, steps).tolist() == [0, 0]
+    assert processes.weights_out(4) == 2.0 and processes.way_back(4, steps).tolist() == [1, 2]
+    assert ray.weights_out(64) == 1.5 and ray.way_back(1, steps).tolist() == [2.0, 3.0]
+
+
+def test_recording_pool_keeps_each_share(tmp_path: Path) -> None:
+    """The check's pool records what the trainer's pool plays: shares of at least the
+    quota, their actor time, and each game paused before and after."""
+    bench = bench_script("bench_scaling")
+    from pongxp.workers import fresh_streams
+
+    pools: list = []
+    pool = bench._recording_pool(pools)("Pong-v0", 1)
+    try:
+        streams = fresh_streams(0, 2)
+        pool.set_weights(np.zeros((200, 6400), np.float32), np.zeros(200, np.float32))
+        streams = [after for _, after in pool.play(streams, 40)]
+        pool.set_weights(np.zeros((200, 6400), np.float32), np.zeros(200, np.float32))
+        list(pool.play(streams, 40))
+    finally:
+        pool.close()
+    assert pools == [pool] and len(pool.starts) == len(pool.shares) == 2
+    first, second = pool.shares
+    assert all(steps >= 40 and seconds > 0 for steps, seconds, _, _ in first + second)
+    assert [s[2] for s in first] == [False, False]  # fresh streams
+    assert [s[2] for s in second] == [s[3] for s in first]  # paused after is paused before
