@@ -28,6 +28,7 @@ FROM_CHECKPOINT = (
     "hidden",
     "batch_size",
     "batch_steps",
+    "batch_steps_from",
     "learning_rate",
     "lr_end",
     "lr_end_at",
@@ -92,6 +93,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "however long the games get. S is the learning setting; --batch-size only sets how "
         "many actors can be busy, so give it about one slot per core (default 0: whole "
         "episodes)",
+    )
+    alg.add_argument(
+        "--batch-steps-from",
+        type=float,
+        default=None,
+        metavar="R",
+        help="with --batch-steps: batches of --batch-size whole episodes until the running "
+        "reward reaches R, batches of steps from then on (default: steps throughout)",
     )
     alg.add_argument(
         "--lr",

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pongxp.slot_share import slot_quota
+
 #: Screen pixels after preprocessing (80 x 80).
 INPUT_SIZE = 6400
 
@@ -149,6 +151,9 @@ class TrainConfig:
     # Emulator steps per update, in whole points (slot_share.py); 0 = batches of
     # batch_size whole episodes, Karpathy's and the tutorial's.
     batch_steps: int = 0
+    # With batch_steps: whole-episode batches until the running reward reaches
+    # this, batches of steps from then on (None: batches of steps throughout).
+    batch_steps_from: float | None = None
     learning_rate: float = 1e-4
     # A schedule (None: none): the rate goes linearly from learning_rate at a
     # running reward of -21 to lr_end at lr_end_at, and stays there above it.
@@ -204,6 +209,10 @@ class TrainConfig:
         check_number(
             "--batch-steps", self.batch_steps, 0, MAX_BATCH_STEPS, note=" (0: whole episodes)"
         )
+        if self.batch_steps_from is not None:
+            check_number("--batch-steps-from", self.batch_steps_from, -21, 21, integer=False)
+            if not self.batch_steps:
+                raise ConfigError("--batch-steps-from needs --batch-steps, the batch it turns to")
         if 0 < self.batch_steps < self.batch_size:
             raise ConfigError(
                 f"--batch-steps {self.batch_steps} gives each of the {self.batch_size} slots "
@@ -251,6 +260,15 @@ class TrainConfig:
         check_number("--video-every", self.video_every, 0, note=" (0: off)")
         self._check_tensorboard()
         return self
+
+    def quota_at(self, running_reward: float, episodes: int) -> int | None:
+        """Steps each slot plays at least in the next batch, or None for whole
+        episodes, after ``episodes`` episodes at ``running_reward``
+        (``--batch-steps``, from ``--batch-steps-from`` on)."""
+        started = self.batch_steps_from is None or (
+            episodes > 0 and running_reward >= self.batch_steps_from
+        )
+        return slot_quota(self.batch_steps, self.batch_size) if started else None
 
     def learning_rate_at(self, running_reward: float, episodes: int) -> float:
         """The learning rate of the next update, after ``episodes`` episodes

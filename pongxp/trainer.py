@@ -34,7 +34,6 @@ from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
-from pongxp.slot_share import slot_quota
 from pongxp.update import all_finite, apply_update
 from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_streams
 
@@ -342,7 +341,6 @@ def _loop(
     # The run's rate counts from this process's start (a resume's earlier time
     # was another process's, perhaps on another machine).
     first_steps, first_time = state.total_steps, state.elapsed
-    quota = slot_quota(cfg.batch_steps, cfg.batch_size)
     while state.episode < cfg.episodes:
         batch_start = time.perf_counter()
         before = state
@@ -353,6 +351,7 @@ def _loop(
         played, streams = [], list(state.streams)
         logged_steps = state.logged_steps
         # A batch of steps plays every slot; a batch of episodes no more than the run needs.
+        quota = cfg.quota_at(running, episode)
         count = cfg.batch_size if quota else min(cfg.batch_size, cfg.episodes - episode)
         for j, (share, stream) in enumerate(actors.play(state.streams[:count], quota)):
             streams[j] = stream

@@ -290,3 +290,36 @@ def test_a_damaged_paused_game_is_refused_in_one_line(
     assert proc.returncode == 2
     assert error_line(proc) == f"error: {bad}: the rollout state of slot {slot} is damaged", what
     assert bad.read_bytes() == before
+
+
+def test_batch_steps_from_turns_whole_episodes_into_steps() -> None:
+    cfg = TrainConfig(batch_size=20, batch_steps=34_000, batch_steps_from=-5.0)
+    assert cfg.quota_at(0.0, 0) is None  # no episode yet
+    assert cfg.quota_at(-5.01, 100) is None
+    assert cfg.quota_at(-5.0, 100) == 1_700
+    assert TrainConfig(batch_size=20, batch_steps=34_000).quota_at(-21.0, 0) == 1_700
+    assert TrainConfig(batch_size=20).quota_at(3.0, 100) is None
+    with pytest.raises(ConfigError, match="--batch-steps-from needs --batch-steps"):
+        TrainConfig(batch_steps_from=-5.0).validate(check_env=False)
+    with pytest.raises(ConfigError, match="--batch-steps-from must be from -21 to 21"):
+        TrainConfig(batch_steps=100, batch_steps_from=-30.0).validate(check_env=False)
+
+
+def test_a_run_that_turns_to_steps_resumes_exactly(tmp_path: Path) -> None:
+    """Whole episodes until the running reward reaches -21, that is for the
+    first batch only, then batches of steps: a run cut before the turn and
+    resumed is the same run, and it did turn."""
+    flags = (*STEPS, "--batch-steps-from", "-21", "--num-envs", "2")
+    code, _, err = run(train_argv(tmp_path / "straight.npz", *flags, "--episodes", "7"))
+    assert code == 0, err
+    code, _, err = run(train_argv(tmp_path / "split.npz", *flags, "--episodes", "2"))
+    assert code == 0, err
+    assert not any("episode" in s for s in checkpoint.load(tmp_path / "split.npz").streams)
+    code, _, err = run(train_argv(tmp_path / "split.npz", "--resume", str(tmp_path / "split.npz"),
+                                  "--episodes", "7", "--device", "cpu", "--quiet"))  # fmt: skip
+    assert code == 0, err
+    _assert_same(tmp_path, "split", "straight")
+    saved = checkpoint.load(tmp_path / "straight.npz")
+    assert saved.config.batch_steps_from == -21
+    # The turn happened: the run ends with games paused mid-batch.
+    assert any("episode" in s for s in saved.streams) and saved.log_steps < saved.total_steps
