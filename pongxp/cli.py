@@ -66,7 +66,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="named hyperparameters; flags given too win. karpathy: the defaults below "
         f"(pg-pong.py's). fast: {_preset_flags('fast')}, same algorithm, wins in far fewer "
         f"episodes (README: Training to win). many-cores: {_preset_flags('many-cores')}, "
-        "for more than 10 cores (README: How long on your machine)",
+        "for more than 10 cores (README: How long on your machine). steps: "
+        f"{_preset_flags('steps')}, batches of steps, fewer steps from -5 to a win "
+        "(README: Batches of steps)",
     )
     alg.add_argument(
         "--episodes",

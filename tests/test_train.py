@@ -141,6 +141,8 @@ def test_more_actors_than_a_batch_has_episodes_are_not_started(train_cli: Run) -
         ("fast", 64, 10, "--preset many-cores (batch 20) keeps 20 busy"),
         ("many-cores", 16, 16, ""),
         ("many-cores", 64, 20, "a larger --batch-size uses more"),
+        ("steps", 16, 16, ""),
+        ("steps", 64, 20, "--batch-size 64 keeps all busy, with the same 34,000 steps"),
     ],
 )
 def test_auto_actors_say_what_would_use_idle_cores(
@@ -154,9 +156,7 @@ def test_auto_actors_say_what_would_use_idle_cores(
     if not says:
         assert note == ""
     else:
-        assert (
-            says in note and f"keeps {cfg.batch_size} of {cores} CPUs of the cluster busy" in note
-        )
+        assert says in note and f" {cfg.batch_size} of {cores} CPUs of the cluster busy" in note
         assert "\n" not in note
 
 
@@ -167,6 +167,17 @@ def test_many_cores_preset_is_batch_20_and_flags_given_win() -> None:
     assert (cfg.batch_size, cfg.learning_rate) == (20, 2e-3)
     cfg = cli.config_from_args(args.parse_args(["--preset", "many-cores", "--batch-size", "30"]))
     assert (cfg.batch_size, cfg.learning_rate) == (30, 2e-3)
+
+
+def test_steps_preset_is_many_cores_with_batches_of_steps() -> None:
+    args = argparse.ArgumentParser()
+    cli.add_train_arguments(args)
+    cfg = cli.config_from_args(args.parse_args(["--preset", "steps"]))
+    assert (cfg.batch_size, cfg.learning_rate, cfg.batch_steps) == (20, 2e-3, 34_000)
+    assert cfg.batch_steps_from is None  # batches of steps from the first update
+    # More slots for more cores keep the learning setting, the steps a batch.
+    cfg = cli.config_from_args(args.parse_args(["--preset", "steps", "--batch-size", "64"]))
+    assert (cfg.batch_size, cfg.batch_steps) == (64, 34_000)
 
 
 def test_idle_cores_note_is_printed(train_cli: Run) -> None:
