@@ -93,8 +93,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "episodes: each slot plays at least S / batch-size steps, stops at the end of a "
         "point and carries its game into the next batch, so updates come at a steady rate "
         "however long the games get. S is the learning setting; --batch-size only sets how "
-        "many actors can be busy, so give it about one slot per core (default 0: whole "
-        "episodes)",
+        "many actors can be busy, so give it the number of cores or a multiple of it, 10 or "
+        "more (34000 on 20 and on 64 slots learned alike; default 0: whole episodes)",
     )
     alg.add_argument(
         "--batch-steps-from",

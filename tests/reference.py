@@ -8,6 +8,7 @@ obviously right.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,3 +98,21 @@ def standardize_per_episode_onehot(values: Any, episode_id: Any, num_episodes: i
     centred = values - mean
     std = xp.take(xp.sqrt((member @ (centred * centred)) / count), episode_id)
     return centred / xp.where(std > 0, std, xp.ones_like(std))
+
+
+def central_differences(
+    objective: Callable[[dict[str, np.ndarray]], float],
+    params: dict[str, np.ndarray],
+    checks: Sequence[tuple[str, tuple[int, ...]]],
+    eps: float = 1e-6,
+) -> list[float]:
+    """d objective / d params[name][index] for each (name, index) in ``checks``,
+    by central differences: the oracle for analytic gradients."""
+    out = []
+    for name, index in checks:
+        plus = {k: v.copy() for k, v in params.items()}
+        minus = {k: v.copy() for k, v in params.items()}
+        plus[name][index] += eps
+        minus[name][index] -= eps
+        out.append((objective(plus) - objective(minus)) / (2 * eps))
+    return out

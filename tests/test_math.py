@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from array_api_compat import device
-from reference import discounted_returns_loop, episode_gradient, rmsprop_loop
+from reference import central_differences, discounted_returns_loop, episode_gradient, rmsprop_loop
 
 from pongxp import backend as backend_mod
 from pongxp.batch import HostBatch, stack
@@ -200,18 +200,13 @@ def test_backward_matches_finite_differences() -> None:
 
     hidden_act, prob = forward(params, x, xp)
     grads = backward(params, x, hidden_act, (ups - prob) * advantage, xp)
-    eps = 1e-6
     active_cols = np.flatnonzero(np.any(x != 0, axis=0))
     checks = [("W2", (i,)) for i in range(hidden)]
     checks += [("W1", (int(rng.integers(hidden)), int(c))) for c in rng.choice(active_cols, 30)]
     checks += [("W1", (0, int(np.flatnonzero(np.all(x == 0, axis=0))[0])))]  # zero gradient
-    for name, index in checks:
-        plus = {k: v.copy() for k, v in params.items()}
-        minus = {k: v.copy() for k, v in params.items()}
-        plus[name][index] += eps
-        minus[name][index] -= eps
-        numeric = (objective(plus) - objective(minus)) / (2 * eps)
-        assert grads[name][index] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, index)
+    numeric = central_differences(objective, params, checks)
+    for (name, index), want in zip(checks, numeric, strict=True):
+        assert grads[name][index] == pytest.approx(want, rel=1e-5, abs=1e-8), (name, index)
 
 
 def test_rmsprop_step_matches_hand_computation(be: backend_mod.Backend) -> None:
