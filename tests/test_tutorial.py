@@ -214,3 +214,26 @@ def test_the_executed_copy_shows_todays_code() -> None:
     for name, lines in shown:
         assert lines == current_source(name), f"{name} changed; {REGENERATE}"
         assert '"""' in "\n".join(lines), f"{name} is shown without its docstring"
+
+
+def test_the_executed_copy_passes_nbval(tmp_path: Path) -> None:
+    """numpy-tutorials' own check: ``pytest --nbval-lax`` runs the committed copy's
+    cells again in a fresh kernel (here with the quick loops) and fails on any error."""
+    copy = tmp_path / "tutorial.ipynb"
+    shutil.copy(EXECUTED, copy)
+    env = cli_env()
+    env["PONGXP_TUTORIAL_QUICK"] = "1"
+    env["PONGXP_TUTORIAL_RUNS"] = str(tmp_path / "runs")
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q"]
+    done = subprocess.run(
+        [*command, "--rootdir", str(tmp_path), str(copy)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    code_cells = sum(
+        cell.cell_type == "code" for cell in nbformat.read(EXECUTED, as_version=4).cells
+    )
+    assert f"{code_cells} passed" in done.stdout
