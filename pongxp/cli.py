@@ -67,7 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         f"(pg-pong.py's). fast: {_preset_flags('fast')}, same algorithm, wins in far fewer "
         f"episodes (README: Training to win). many-cores: {_preset_flags('many-cores')}, "
         "for more than 10 cores (README: How long on your machine). steps: "
-        f"{_preset_flags('steps')}, batches of steps, fewer steps from -5 to a win "
+        f"{_preset_flags('steps')}, batches of steps, the fewest steps to a win "
         "(README: Batches of steps)",
     )
     alg.add_argument(

@@ -56,7 +56,7 @@ STANDARDIZE = ("episode", "batch")
 #: ``many-cores`` doubles fast's batch and learning rate: no fewer steps to a
 #: win, and 20 actors busy instead of 10. ``steps`` is many-cores with batches
 #: of 34,000 emulator steps instead of 20 whole episodes: the update rate stays
-#: steady as games grow long, which took it from -5 to 0 in fewer steps. The
+#: steady as games grow long: a median of 22.3M steps to a win over 3 seeds. The
 #: sweeps behind them (made with bench/bench_learning.py) are
 #: bench/results/learning-lr.md, learning.md and learning-steps.md.
 PRESETS: dict[str, dict[str, Any]] = {
