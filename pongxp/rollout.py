@@ -322,11 +322,11 @@ class Actor:
                 reward += ale.act(action, 1.0)
             record.add(cols, signs, up, reward)
             steps += 1
-            self._episode.last_action = action.value
             over = ale.game_over(with_truncation=False) or ale.game_truncated()
             share_over = share_ends(steps, quota, reward, over)
             if share_over or over:
-                if not over:
+                if not over:  # only a paused game needs its last action (state())
+                    self._episode.last_action = action.value
                     self._paused = frames.snapshot()
                 return share_over
 
@@ -358,11 +358,12 @@ class Actor:
             screen, reward, terminated, truncated, _ = self.env.step(UP if up else DOWN)
             record.add(cols, signs, up, reward)
             steps += 1
-            self._episode.last_action = self.env.unwrapped._action_set[UP if up else DOWN].value
             over = terminated or truncated
             share_over = share_ends(steps, quota, reward, over)
             if share_over or over:
                 if not over:
+                    action = self.env.unwrapped._action_set[UP if up else DOWN]
+                    self._episode.last_action = action.value
                     self._paused = {"screen": screen, "previous": previous}
                 return share_over
 
