@@ -101,8 +101,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="R",
-        help="with --batch-steps: batches of --batch-size whole episodes until the running "
-        "reward reaches R, batches of steps from then on (default: steps throughout)",
+        help="with --batch-steps: batches of --batch-size whole episodes while the running "
+        "reward is below R, batches of steps while it is at R or above (default: steps "
+        "throughout)",
     )
     alg.add_argument(
         "--lr",

@@ -155,8 +155,10 @@ class TrainConfig:
     # Emulator steps per update, in whole points (slot_share.py); 0 = batches of
     # batch_size whole episodes, Karpathy's and the tutorial's.
     batch_steps: int = 0
-    # With batch_steps: whole-episode batches until the running reward reaches
-    # this, batches of steps from then on (None: batches of steps throughout).
+    # With batch_steps: whole-episode batches while the running reward is below
+    # this, batches of steps while it is at or above (a dip below switches back;
+    # the rule needs no state of its own, so resumes stay exact). None: steps
+    # throughout.
     batch_steps_from: float | None = None
     learning_rate: float = 1e-4
     # A schedule (None: none): the rate goes linearly from learning_rate at a
