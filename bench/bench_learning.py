@@ -1,5 +1,10 @@
-"""Learning speed: episodes, emulator steps and wall time to running rewards of
--15, -10, -5 and 0, per setting and seed.
+"""How many episodes, emulator steps and minutes does a setting need to reach a
+running reward of -15, -10, -5 and 0?
+
+    python bench/bench_learning.py        # karpathy vs fast, seeds 0 1 (hours)
+
+Results: ``bench/results/learning.md``, ``.json`` and ``.png`` (``--name`` for
+another stem); the runs themselves stay in ``--runs``, outside the repo.
 
 Each setting is a set of ``train.py`` flags (same algorithm, other
 hyperparameters); each (setting, seed) is one run of ``--episodes`` episodes,
@@ -31,10 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
+import numpy as np
 
 from pongxp import metrics
 from pongxp.config import PRESETS, usable_cores

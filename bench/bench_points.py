@@ -1,4 +1,8 @@
-"""How long Pong's points are, by the agent's skill: real games' per-point steps.
+"""How long are Pong's points, by the agent's skill?
+
+    python bench/bench_points.py --agent untrained --agent pretrained=pretrained/pong-v0.npz
+
+Results: ``bench/results/points.md`` and ``.json`` (``bench_scaling.py``'s input).
 
 A batch of steps (``--batch-steps``) ends each slot's share at the first point
 boundary after its quota (``pongxp/slot_share.py``), so what the batch waits
@@ -24,15 +28,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
+import numpy as np
 
 from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig, check_number
 

@@ -1,4 +1,9 @@
-"""Training steps/s with Ray actors vs worker processes, at equal numbers of actors.
+"""What does running the actors on Ray cost in training steps/s, against worker
+processes at equal numbers of actors, and what does a batch send over a network?
+
+    python bench/bench_ray.py             # N = 1 and 2, 3 rounds; needs pongxp[ray]
+
+Results: ``bench/results/ray.md`` and ``.json``.
 
 For each N, in rounds that alternate the order of the two (so a busy machine
 slows both alike), two CPU training runs from the same seed, which therefore
@@ -22,17 +27,13 @@ import argparse
 import logging
 import pickle
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
-from bench_throughput import _train
+import numpy as np
 
 from pongxp.config import INPUT_SIZE, TrainConfig
 from pongxp.policy import init_params
@@ -50,7 +51,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
             for r in range(args.rounds):
                 for kind in KINDS if r % 2 == 0 else KINDS[::-1]:
-                    state = _train(args, n, r, args.batches, Path(tmpdir), actors=kind)
+                    state = machine.train_run(args, n, r, args.batches, Path(tmpdir), actors=kind)
                     runs[kind].append(
                         {
                             "steps": state.total_steps,

@@ -1,4 +1,9 @@
-"""Steps per second: bare emulator vs rollouts only vs full training, for 1 and N envs.
+"""How close does training come to the bare emulator's steps per second, with 1
+and N envs?
+
+    python bench/bench_throughput.py      # 1 and 2 envs, 3 rounds
+
+Results: ``bench/results/throughput.md`` and ``.json``.
 
 For each number of envs N, in rounds that interleave the modes (so a busy
 machine slows all of them alike), this measures:
@@ -38,13 +43,10 @@ measurement behind ``pongxp.workers`` using processes.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import multiprocessing as mp
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -52,15 +54,12 @@ from pathlib import Path
 from typing import Any
 
 import array_api_compat.numpy as xp
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
+import numpy as np
 
 from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig, check_number
 from pongxp.policy import init_params
 from pongxp.rollout import DOWN, UP, Actor, make_env
-from pongxp.trainer import train
 from pongxp.workers import ActorPool, fresh_streams, stream_seed
 
 TARGET_RATIO = 0.90
@@ -247,50 +246,6 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def training_paths(
-    tmp: Path, num_envs: int, seed: int, batches: int, actors: str = "processes"
-) -> tuple[Path, Path]:
-    """The checkpoint and metrics log of the ``_train`` run with these settings."""
-    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
-    return tmp / f"{name}.npz", tmp / f"{name}.jsonl"
-
-
-def _train(
-    args: argparse.Namespace,
-    num_envs: int,
-    seed: int,
-    batches: int,
-    tmp: Path,
-    actors: str = "processes",
-    batch_steps: int = 0,
-    episodes: int | None = None,
-) -> Any:
-    """A CPU training run of ``batches`` batches, quiet; its final committed state.
-
-    ``actors="ray"`` needs Ray initialised by the caller (the run uses it as is).
-    With ``batch_steps`` (``--batch-steps``) a run ends at a batch boundary once
-    ``episodes`` episodes have ended, however many batches that takes.
-    Its checkpoint and metrics log are ``training_paths(tmp, ...)``.
-    """
-    ckpt, metrics = training_paths(tmp, num_envs, seed, batches, actors)
-    cfg = TrainConfig(
-        actors=actors,
-        env_id=args.env_id,
-        num_envs=num_envs,
-        episodes=episodes or batches * args.batch_size,
-        batch_size=args.batch_size,
-        batch_steps=batch_steps,
-        seed=seed,
-        device="cpu",
-        dtype=args.dtype,
-        checkpoint=str(ckpt),
-        metrics=str(metrics),
-        checkpoint_every=10**9,  # only the final save, which is outside the timed loop
-    )
-    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's start/done lines
-        return train(cfg, quiet=True)
-
-
 def run_training(args: argparse.Namespace, num_envs: int, seed: int, tmp: Path) -> dict[str, Any]:
     """Two runs from the same seed, of one batch and of ``args.batches`` batches.
 
@@ -301,9 +256,9 @@ def run_training(args: argparse.Namespace, num_envs: int, seed: int, tmp: Path) 
     checkpoint) drops out and the extra batches, updates included, remain.
     """
     cpu0 = _cpu_seconds()
-    short = _train(args, num_envs, seed, 1, tmp)
+    short = machine.train_run(args, num_envs, seed, 1, tmp)
     cpu1 = _cpu_seconds()
-    full = _train(args, num_envs, seed, args.batches, tmp)
+    full = machine.train_run(args, num_envs, seed, args.batches, tmp)
     cpu2 = _cpu_seconds()
     extra_steps = full.total_steps - short.total_steps
     return {

@@ -1,4 +1,10 @@
-"""Update time per batch on NumPy (CPU) and CuPy (GPU), and the update's peak memory.
+"""How long does one policy-gradient update take per batch on NumPy (CPU) and CuPy
+(GPU), and how much memory does it need?
+
+    python bench/bench_update.py          # CPU rows, and GPU rows where CuPy has a GPU
+
+Results: ``bench/results/update.md`` and ``.json`` (``--name update-gpu`` on a
+GPU machine, which ``bench_scaling.py`` then reads).
 
 One "update" is what the trainer does once per batch: stack the episodes, move
 the batch to the device in one transfer, recompute the forward pass, returns,
@@ -37,10 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import machine
+import numpy as np
 
 from pongxp import backend as backend_mod
 from pongxp.batch import HostBatch, stack

@@ -1,4 +1,4 @@
-"""One command that proves a GPU machine: tests, update benchmark, training on GPU vs CPU.
+"""Does a GPU machine run pongxp: its GPU tests, the update benchmark, training on GPU vs CPU?
 
 On a machine with an NVIDIA GPU and CuPy (bench/README.md, "GPU check", says how
 to carry the wheels it lacks):

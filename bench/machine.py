@@ -1,8 +1,10 @@
-"""What a benchmark result was measured on: machine, software, command.
+"""What the bench scripts share: the record of what a result was measured on,
+where results go, and a quiet training run.
 
-Every results file under ``bench/results/`` starts with this record, so a
-number can always be traced to the CPU, GPU, driver, library versions, git
-commit and exact command line that produced it.
+Every results file under ``bench/results/`` starts with the machine record, so
+a number can always be traced to the CPU, GPU, driver, library versions, git
+commit and exact command line that produced it. The scripts import this module
+as ``import machine`` (bench/ is on ``sys.path`` when a script runs).
 """
 
 from __future__ import annotations
@@ -196,6 +198,66 @@ def finish_record(record: dict[str, Any], started: float) -> None:
     record["seconds"] = round(time.perf_counter() - started, 1)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     record["machine"]["load_average_at_end"] = [round(x, 2) for x in load] if load else None
+
+
+def training_paths(
+    tmp: Path, num_envs: int, seed: int, batches: int, actors: str = "processes"
+) -> tuple[Path, Path]:
+    """The checkpoint and metrics log of the ``train_run`` run with these settings."""
+    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
+    return tmp / f"{name}.npz", tmp / f"{name}.jsonl"
+
+
+def train_run(
+    args: Any,
+    num_envs: int,
+    seed: int,
+    batches: int,
+    tmp: Path,
+    actors: str = "processes",
+    batch_steps: int = 0,
+    episodes: int | None = None,
+) -> Any:
+    """A quiet CPU training run of ``batches`` batches; its final committed state.
+
+    ``args`` gives ``env_id``, ``batch_size`` and ``dtype``. ``actors="ray"``
+    needs Ray initialised by the caller (the run uses it as is). With
+    ``batch_steps`` (``--batch-steps``) a run ends at a batch boundary once
+    ``episodes`` episodes have ended, however many batches that takes. Its
+    checkpoint and metrics log are ``training_paths(tmp, ...)``.
+    """
+    import contextlib
+    import io
+
+    from pongxp.config import TrainConfig
+    from pongxp.trainer import train
+
+    ckpt, metrics = training_paths(tmp, num_envs, seed, batches, actors)
+    cfg = TrainConfig(
+        actors=actors,
+        env_id=args.env_id,
+        num_envs=num_envs,
+        episodes=episodes or batches * args.batch_size,
+        batch_size=args.batch_size,
+        batch_steps=batch_steps,
+        seed=seed,
+        device="cpu",
+        dtype=args.dtype,
+        checkpoint=str(ckpt),
+        metrics=str(metrics),
+        checkpoint_every=10**9,  # only the final save, which is outside the timed loop
+    )
+    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's start/done lines
+        return train(cfg, quiet=True)
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` as a result may show it: relative to the repository when inside it,
+    else "a file outside the repo (NAME)", so no home directory is written."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_relative_to(ROOT):
+        return str(resolved.relative_to(ROOT))
+    return f"a file outside the repo ({resolved.name})"
 
 
 def write_results(record: dict[str, Any], table: str, out: Path, name: str) -> None:
