@@ -60,8 +60,8 @@ def gpu_info() -> dict[str, Any]:
     from pongxp.backend import gpu_available
 
     usable, reason = gpu_available()
-    if not usable:
-        return {"available": False, "reason": reason}
+    if not usable:  # the reason may name the clone's path
+        return {"available": False, "reason": reason.replace(str(ROOT), "the clone")}
     import cupy
 
     device = cupy.cuda.Device()
@@ -125,14 +125,19 @@ def git_revision() -> str:
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
+def _shown_arg(arg: str) -> str:
+    """A command-line word as a result may show it: a path (alone or after ``NAME=``)
+    relative to the repository, or said to be outside it (``shown_path``)."""
+    name, sep, value = arg.rpartition("=") if "=" in arg else ("", "", arg)
+    if value.startswith(("/", "~")):
+        return name + sep + shown_path(value)
+    return arg
+
+
 def command_line() -> str:
-    """The command that ran this script, relative to the repository root."""
-    script = Path(sys.argv[0]).resolve()
-    try:
-        shown = str(script.relative_to(ROOT))
-    except ValueError:
-        shown = str(script)
-    return shlex.join(["python", shown, *sys.argv[1:]])
+    """The command that ran this script, relative to the repository root, with no
+    path outside it."""
+    return shlex.join(["python", _shown_arg(sys.argv[0]), *map(_shown_arg, sys.argv[1:])])
 
 
 def describe() -> dict[str, Any]:

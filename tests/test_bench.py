@@ -1,5 +1,6 @@
 """The benchmark scripts refuse bad flags in one line, before any measuring; the
-scaling model's parts (bench_scaling.py, both batch modes) on small known cases."""
+scaling model's parts (bench/scaling_model.py, both batch modes) on small known
+cases; no bench script reaches into tests/ or another script's private names."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pongxp.slot_share import share_ends, slot_quota
 
 
 def bench_script(name: str) -> ModuleType:
-    """Import ``bench/NAME.py`` (bench/ is not a package; its scripts import ``machine``)."""
+    """Import ``bench/NAME.py`` (bench/ is not a package; its modules import each other)."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
@@ -68,7 +69,7 @@ def test_bench_refuses_bad_numbers(
 
 
 def test_scaling_model_hands_slots_to_the_first_free_actor() -> None:
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_model")
     assert bench.makespan([3, 1, 1, 1], 2) == 3  # one actor plays the long slot, one the rest
     assert bench.makespan([1, 1, 1, 3], 2) == 4  # the long last slot is the straggler
     assert bench.makespan([2, 2], 8) == 2  # more actors than slots
@@ -83,7 +84,7 @@ def test_scaling_model_hands_slots_to_the_first_free_actor() -> None:
 def test_scaling_model_reads_gpu_rows_once_committed(tmp_path: Path) -> None:
     """No GPU rows: the GPU model is pending. A bench_update result with GPU rows
     in the results folder: the same call models the GPU too, from those rows."""
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_model")
     assert bench.gpu_rows(tmp_path, "float32") == ([], [])
     cpu = [bench.UpdateRow(10, 10_000, 0.12), bench.UpdateRow(10, 100_000, 0.5)]
     rows = [{"device": "gpu", "frames": "sparse CSR", "dtype": "float32", "status": "ok",
@@ -135,7 +136,7 @@ def test_steps_model_cuts_shares_as_the_rule_does(quota: int | None) -> None:
     """A share is at least the quota and ends at a point (new games started within
     it, a game going on carried to the next), the same as asking the rule at every
     step; no quota: one whole game a share."""
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_model")
     rng = np.random.default_rng(1)
     games = [rng.integers(1, 40, size=rng.integers(2, 6)).tolist() for _ in range(40)]
     stream: deque[int] = deque()
@@ -152,7 +153,7 @@ def test_steps_model_cuts_shares_as_the_rule_does(quota: int | None) -> None:
 def test_steps_model_one_actor_never_idles_and_a_known_case() -> None:
     """One actor is never idle. Two actors, two slots, quota 10: shares of 12 and 30
     steps (the points under way ran 2 and 20 past the quota) wait 18 steps."""
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_model")
     costs = bench.Costs(step_s=1e-3, weights_s=0.0, return_s_per_step=0.0)
     games = iter([[4, 8, 5], [8, 22]])
     streams: list[deque[int]] = [deque(), deque()]
@@ -172,7 +173,7 @@ def test_steps_model_over_a_logged_run() -> None:
     """Over the first 300 episodes of the committed run: games keep their logged
     lengths and 42 - |reward| points; every share reaches its quota; one actor's
     idle share is 0 (no stream costs); the slots follow the cores."""
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_model")
     log = bench.RunLog.read(ROOT / "pretrained" / "pong-v0.jsonl")
     shapes = bench.PointShapes(("short", "long"), np.array([50.0, 200.0]),
                                (np.array([0.8, 1.0, 1.2]), np.array([0.5, 1.0, 2.5])))  # fmt: skip
@@ -201,7 +202,7 @@ def test_steps_model_over_a_logged_run() -> None:
 def test_stream_and_ray_costs_per_share() -> None:
     """A paused game's stream costs its own load and save; Ray pays per share and per
     node, worker processes per actor and nothing for the one in the trainer."""
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_model")
     stream = bench.StreamCosts(load_s=1.0, save_s=2.0, load_paused_s=10.0, save_paused_s=20.0)
     around = stream.around(np.array([False, True, True]), np.array([False, False, True]))
     assert around.tolist() == [3.0, 12.0, 30.0]
@@ -216,11 +217,11 @@ def test_stream_and_ray_costs_per_share() -> None:
 def test_recording_pool_keeps_each_share(tmp_path: Path) -> None:
     """The check's pool records what the trainer's pool plays: shares of at least the
     quota, their actor time, and each game paused before and after."""
-    bench = bench_script("bench_scaling")
+    bench = bench_script("scaling_measure")
     from pongxp.workers import fresh_streams
 
     pools: list = []
-    pool = bench._recording_pool(pools)("Pong-v0", 1)
+    pool = bench.recording_pool(pools)("Pong-v0", 1)
     try:
         streams = fresh_streams(0, 2)
         pool.set_weights(np.zeros((200, 6400), np.float32), np.zeros(200, np.float32))
@@ -234,3 +235,20 @@ def test_recording_pool_keeps_each_share(tmp_path: Path) -> None:
     assert all(steps >= 40 and seconds > 0 for steps, seconds, _, _ in first + second)
     assert [s[2] for s in first] == [False, False]  # fresh streams
     assert [s[2] for s in second] == [s[3] for s in first]  # paused after is paused before
+
+
+def test_bench_scripts_import_no_tests_and_no_private_names() -> None:
+    """Shared pieces live in bench/machine.py; a script imports other bench modules'
+    public names only, and nothing from tests/."""
+    modules = {path.stem for path in (ROOT / "bench").glob("*.py")}
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        text = path.read_text()
+        assert "tests" not in {part for line in text.splitlines() if "sys.path" in line
+                               for part in line.replace('"', " ").split()}, path.name  # fmt: skip
+        for module in modules - {path.stem}:
+            assert f"{module}._" not in text, f"{path.name} uses a private name of {module}"
+            assert not any(
+                line.strip().startswith(f"from {module} import") and " _" in line
+                for line in text.splitlines()
+            ), f"{path.name} imports a private name from {module}"
+        assert "from reference import" not in text and "import reference" not in text
