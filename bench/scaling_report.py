@@ -81,8 +81,6 @@ def verdicts(record: dict[str, Any]) -> list[str]:
             f"{_pct(row['modelled_own_times']['idle_in_rollouts'])} modelled (a)"
         )
     for cores, actors in _setups(record):
-        if actors == "processes" and cores not in (8, 16, 64):
-            continue
         parts = []
         for mode in MODES:
             row = _find(record, mode, cores, actors, "cpu")
@@ -92,7 +90,7 @@ def verdicts(record: dict[str, Any]) -> list[str]:
                 f"after {_h(row['hours_to_level'])}"
             )
         out.append(f"modelled, {cores} cores ({actors}), CPU update: " + "; ".join(parts))
-    gpu = _find(record, "steps", 16, "processes", "gpu")
+    gpu = next((r for r in record["model"] if r["update_on"] == "gpu"), None)
     if gpu is not None and gpu["status"] != "ok":
         out.append(f"GPU update, both modes: {gpu['status']}")
     return out
