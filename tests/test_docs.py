@@ -1,7 +1,7 @@
 """The pages cannot drift from the repository or the code: every relative link and
-``#anchor`` in README.md, docs/*.md and bench/README.md leads to a file and a heading
-(GitHub's anchor rules), and every flag of a command in a fenced ``bash`` block is
-one that the command's ``--help`` lists."""
+``#anchor`` in README.md, docs/*.md, bench/README.md and pretrained/README.md leads to
+a file and a heading (GitHub's anchor rules), and every flag of a command in a fenced
+``bash`` block is one that the command's ``--help`` lists."""
 
 from __future__ import annotations
 
@@ -17,8 +17,13 @@ from conftest import ROOT, cli_env
 
 
 def pages() -> list[Path]:
-    """The pages checked: the README, every page under docs/ and bench's README."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
+    """The pages checked: the README, every page under docs/, bench's and pretrained's."""
+    return [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        ROOT / "bench" / "README.md",
+        ROOT / "pretrained" / "README.md",
+    ]
 
 
 FENCE = re.compile(r"^\s*(```+|~~~+)\s*([^\s`]*)")
