@@ -78,6 +78,8 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             check_number(flag, value, 1)
         check_number("--check-batches", args.check_batches, 2)
         check_number("--level", args.level, -21, 21, integer=False)
+        if args.actor_speed is not None:
+            check_number("--actor-speed", args.actor_speed, 1, integer=False)
         if args.steps_to_level is not None:
             check_number("--steps-to-level", args.steps_to_level, 1, integer=False)
         for text in args.ray_clusters:
@@ -189,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         default=["2x8", "4x16"],
         help="Ray clusters modelled, K nodes x C cores",
     )
+    parser.add_argument(
+        "--actor-speed",
+        type=float,
+        help="steps/s of one actor alone on an idle core of the machine to model "
+        "(default: results/throughput.json's)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
     parser.add_argument("--check-batches", type=int, default=12, help="batches per check run")
     parser.add_argument(
@@ -219,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     env_id = TrainConfig().env_id
     speed, idle_training, speed_source = measure.idle_speeds(machine.RESULTS)
+    if args.actor_speed is not None:  # another machine's actors, measured there
+        speed, speed_source = args.actor_speed, "--actor-speed (measured on the machine modelled)"
     batches = sorted({max(args.min_batch, n) for n in args.cores})
     cpu_rows = measure.measure_cpu_update(
         [(b, length) for b in batches for length in args.update_lengths], args.repeats, args.dtype

@@ -745,8 +745,7 @@ def run_all(args: argparse.Namespace, report: Report, cores: int) -> None:
             report.add(Check(name, NOT_RUN, "out of time"))
             return
         outcomes = out / f"pytest-{part}.jsonl"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--pytest-child", str(outcomes)]
-        cmd += ["-m", marker, "-v", "-rs", "-p", "no:cacheprovider", *args.tests]
+        cmd = pytest_command(outcomes, marker, args.tests)
         print(f"... {name}: pytest -m '{marker}', up to {limit:.0f} s", flush=True)
         run = run_part(cmd, out / "pytest.log", limit, env)
         report.parts[part] = run
@@ -764,6 +763,17 @@ def run_all(args: argparse.Namespace, report: Report, cores: int) -> None:
             train_part(args, report, env, slot(f"train-{device}"), device, actors, batch)
     if "tests" in planned:
         pytest_part("tests", "other tests", "not gpu")
+
+
+def pytest_command(outcomes: Path, marker: str, tests: Sequence[str]) -> list[str]:
+    """pytest on ``tests`` marked ``marker``, recording outcomes to ``outcomes``.
+
+    A module that cannot be imported (an extra missing on this machine) is an
+    error of its own, not a reason to run no test at all: collection goes on.
+    """
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--pytest-child", str(outcomes)]
+    cmd += ["-m", marker, "-v", "-rs", "-p", "no:cacheprovider"]
+    return [*cmd, "--continue-on-collection-errors", *tests]
 
 
 def bench_part(

@@ -252,3 +252,27 @@ def test_bench_scripts_import_no_tests_and_no_private_names() -> None:
                 for line in text.splitlines()
             ), f"{path.name} imports a private name from {module}"
         assert "from reference import" not in text and "import reference" not in text
+
+
+def test_run_to_win_stops_at_the_level_and_a_second_go_continues(tmp_path: Path) -> None:
+    run_to_win = bench_script("run_to_win")
+    out, work = tmp_path / "out", tmp_path / "work"
+    train = ["--", "--hidden", "8", "--batch-size", "1", "--num-envs", "1", "--device", "cpu"]
+    # Every running reward is >= -21: each go stops at its first logged episode.
+    flags = [str(out), "--work", str(work), "--until", "-21", "--time-limit", "600"]
+    assert run_to_win.main([*flags, *train]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert first["goes"][0]["stopped"] == "reached -21" and first["steps"] > 0
+    assert run_to_win.main(flags) == 0  # the same run, resumed from its checkpoint
+    second = json.loads((out / "summary.json").read_text())
+    assert [g["go"] for g in second["goes"]] == [1, 2]
+    assert second["episodes"] > first["episodes"] and second["steps"] > first["steps"]
+    assert "--resume" in (out / "train.log").read_text()
+
+
+def test_profile_update_times_every_piece_on_the_cpu(tmp_path: Path) -> None:
+    profile = bench_script("profile_update")
+    assert profile.main(["--steps", "2000", "--repeats", "3", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "profile-update.json").read_text())
+    assert all(isinstance(v, float) and v > 0 for v in record["cpu"].values()), record["cpu"]
+    assert {"forward", "backward", "rmsprop", "whole update"} <= set(record["cpu"])

@@ -122,6 +122,25 @@ def test_outcomes_of_a_real_pytest_run_are_recorded_with_their_gpu_mark(tmp_path
     assert not got["test_ok"].gpu
 
 
+def test_a_module_that_cannot_be_imported_does_not_stop_the_gpu_tests(tmp_path: Path) -> None:
+    # On the GPU machine one test module needed a package it lacked, and pytest
+    # stopped at collection: no GPU test ran. Now that module is one error.
+    (tmp_path / "test_needs_extra.py").write_text("import not_a_module_at_all\n")
+    (tmp_path / "test_device.py").write_text(
+        "import pytest\n@pytest.mark.gpu\ndef test_on_gpu():\n    pass\n"
+    )
+    jsonl = tmp_path / "outcomes.jsonl"
+    cmd = gpu_check.pytest_command(jsonl, "gpu", [str(tmp_path)])
+    cmd += ["-W", "ignore::pytest.PytestUnknownMarkWarning"]
+    subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    got = {o.nodeid.split("::")[-1]: o for o in gpu_check.read_outcomes(jsonl)}
+    assert got["test_on_gpu"].outcome == "passed" and got["test_on_gpu"].gpu
+    assert got["test_needs_extra.py"].outcome == "error"
+    check = gpu_check.tests_check("gpu tests", gpu_check.PartRun(cmd, "log", 60), [*got.values()],
+                                  gpu_required=True, gpu_tests_expected=True)  # fmt: skip
+    assert check.status == "failed" and "test_needs_extra.py" in check.detail
+
+
 def test_cpu_only_training_part_times_every_update(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_script(
