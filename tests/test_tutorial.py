@@ -1,16 +1,16 @@
 """The tutorial notebook runs top to bottom, and its executed copy shows what it runs.
 
 docs/tutorial.md (MyST Markdown, no outputs) is executed headless in a fresh
-kernel with PONGXP_TUTORIAL_QUICK=1, which only shortens the loops (fewer
-episodes, games and repeats): every cell runs. Any error in a cell fails the test,
-and so does a check the notebook prints that did not come out (the plain-NumPy
-loop against pongxp, the finite differences). PONGXP_TUTORIAL_RUNS points the
-training run of its section 9 into a temporary directory, where the tests check
-that train.py with the same settings gives the same weights and resumes it.
+kernel with PONGXP_TUTORIAL_QUICK=1, which only shortens the loops (the
+learner's training loop runs a few seconds, batches of 2 games): every cell
+runs. Any error in a cell fails the test, and so does a check the notebook
+prints that did not come out: the learner's plain-NumPy loop against pongxp's
+update, the directional gradient check and its kinks, the batched returns.
 
 docs/tutorial.ipynb is the same notebook run in full, committed so that its
 pictures show where the repository is browsed. Regenerate it after changing
-the tutorial or a function it shows:
+the tutorial or the function it shows (about 9 minutes, most of it the
+training loop's MINUTES and its comparison run):
 
     .venv/bin/jupytext --to ipynb --execute docs/tutorial.md
 """
@@ -28,12 +28,9 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-import numpy as np
 import pytest
 from conftest import ROOT, cli_env
 from nbclient import NotebookClient
-
-from pongxp import checkpoint, metrics
 
 SOURCE = ROOT / "docs" / "tutorial.md"
 EXECUTED = ROOT / "docs" / "tutorial.ipynb"
@@ -55,9 +52,9 @@ def check_ran_cleanly(notebook: nbformat.NotebookNode) -> None:
     errors = [out for out in outputs(notebook) if out.output_type == "error"]
     assert not errors, errors
     kinds = [mime for out in outputs(notebook) for mime in out.get("data", {})]
-    # the loop diagram, the screen, its preprocessing, the input, the learner's
-    # curve, the pretrained curve, the weights, two units
-    assert kinds.count("image/png") >= 8
+    # the screen, its preprocessing, the returns along a game, the learning
+    # curves, the trained weights
+    assert kinds.count("image/png") >= 5
     assert "image/gif" in kinds  # the trained agent's game
 
 
@@ -76,12 +73,7 @@ def number(text: str, pattern: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("tutorial-runs")
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory, runs_dir: Path) -> nbformat.NotebookNode:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
     notebook = jupytext.read(SOURCE)
     workdir = tmp_path_factory.mktemp("tutorial")
     client = NotebookClient(
@@ -92,7 +84,6 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, runs_dir: Path) -> nbfor
     )
     env = cli_env()
     env["PONGXP_TUTORIAL_QUICK"] = "1"
-    env["PONGXP_TUTORIAL_RUNS"] = str(runs_dir)
     client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
     assert not any(workdir.iterdir()), "the notebook wrote into its working directory"
     return notebook
@@ -102,71 +93,58 @@ def test_the_notebook_runs_top_to_bottom(quick_run: nbformat.NotebookNode) -> No
     check_ran_cleanly(quick_run)
     text = printed(quick_run)
     assert str(ROOT) not in text  # the executed copy must not show where it was made
-    assert "same as the loop: True" in text  # returns: pongxp's equal the tutorial's loop
-    assert "sparse and dense agree: True" in text
-    assert re.search(r"game 1: +\d+-\d+ +\| score +[+-]?\d+\nwon [01] of 1,", text)  # evaluation
-    # p(up) from the changed columns is the forward pass's, to the digits printed.
-    fast, full = re.search(r"changed columns: ([\d.]+); from all 6,400: ([\d.]+)", text).groups()
-    assert fast == full
+    assert "same as your loop: True" in text  # pongxp's batched returns equal the loop's
+    assert "dW1 (200, 6400), dW2 (200,)" in text
 
 
-def test_the_plain_numpy_loop_is_pongxp(quick_run: nbformat.NotebookNode) -> None:
-    """Section 6's hand-written game and gradient are pongxp's, and the checks hold."""
+def test_the_learners_loop_makes_pongxps_update(quick_run: nbformat.NotebookNode) -> None:
+    """Two updates of the plain-NumPy loop and of pongxp's functions on the same
+    games give the same weights, to rounding, and the weights did move."""
     text = printed(quick_run)
-    assert re.search(r"pongxp's actor played the same game \(\d+ steps\): True", text)
     for name in ("W1", "W2"):
-        assert number(text, rf"\(float64\): max \|difference\|.*{name} ([\d.e+-]+)") < 1e-12
-        assert number(text, rf"\(float32\): max \|difference\|.*{name} ([\d.e+-]+)") < 1e-4
-    assert number(text, r"equations to a relative ([\d.e+-]+)") < 1e-5  # finite differences
-    assert len(re.findall(r"finite difference [+-][\d.]+, equation", text)) == 8
-    assert number(text, r"2 x the game's\| = ([\d.e+-]+)") < 1e-12  # a doubled game
-    # The text says most of W1's gradient is zero in a game, and that RMSProp's
-    # first step is about 10 x the learning rate (1e-3) whatever the gradient's size.
-    assert number(text, r"exactly 0 in this game: (\d+)%") > 50
-    for label in ("one game", "the gradient x 2"):
-        moved = number(text, rf"{label}: largest change of a W1 weight ([\d.e+-]+)")
-        assert abs(moved - 1e-2) < 1e-4, label
+        found = re.search(
+            rf"{name}: moved up to ([\d.e+-]+) in two updates; "
+            rf"yours and pongxp's differ by at most ([\d.e+-]+)",
+            text,
+        )
+        assert found, f"the parity line for {name} is missing"
+        moved, differ = (float(v) for v in found.groups())
+        assert abs(moved - 2e-2) < 1e-3, name  # two RMSProp steps of about 10 x lr
+        assert differ < 1e-12, name
 
 
-def test_the_learners_run_is_train_py(quick_run: nbformat.NotebookNode, runs_dir: Path) -> None:
-    """Section 9's loop gives train.py's weights and log, bit for bit, and train.py
-    --resume continues its checkpoint."""
+def test_the_gradient_check_and_its_kinks(quick_run: nbformat.NotebookNode) -> None:
+    """The directional check agrees once no ReLU kink is crossed, and a large eps crosses some."""
     text = printed(quick_run)
-    batches = re.findall(r"\| mean log pi\(a\) ([+-][\d.]+) \|", text)
-    assert len(batches) == 2  # the quick run's two batches
-    assert all(-0.7 < float(v) < 0 for v in batches)
-    saved = runs_dir / "tutorial-1" / "pong.npz"
-    mine = checkpoint.load(saved)
-    cfg = mine.config
-    replay = runs_dir / "replay"
-    env = cli_env()
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the notebook does: BLAS rounds alike
-    flags = ["--lr", str(cfg.learning_rate), "--batch-size", str(cfg.batch_size)]
-    flags += ["--episodes", str(cfg.episodes), "--seed", str(cfg.seed), "--quiet"]
-    train = [sys.executable, str(ROOT / "train.py"), "--device", "cpu"]
-    paths = ["--checkpoint", str(replay / "pong.npz"), "--metrics", str(replay / "pong.jsonl")]
-    done = subprocess.run([*train, *flags, *paths], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    theirs = checkpoint.load(replay / "pong.npz")
-    for name in ("W1", "W2"):
-        assert np.array_equal(mine.params[name], theirs.params[name]), name
-        assert np.array_equal(mine.cache[name], theirs.cache[name]), name
-    assert (mine.episode, mine.total_steps, mine.streams) == (
-        theirs.episode,
-        theirs.total_steps,
-        theirs.streams,
+    checks = {
+        float(eps): (int(kinks), float(error))
+        for eps, kinks, error in re.findall(
+            r"eps ([\d.e+-]+): +(\d+) kinks crossed, relative error ([\d.e+-]+)", text
+        )
+    }
+    assert set(checks) == {1e-5, 1e-7, 1e-9}
+    assert checks[1e-9][0] == 0 and checks[1e-9][1] < 1e-5
+    assert checks[1e-5][0] > 0 and checks[1e-5][1] > 1e-3  # the kink lesson shows
+    fd, exact = re.search(r"finite difference ([+-][\d.]+), equation ([+-][\d.]+)", text).groups()
+    assert fd == exact
+
+
+def test_the_learners_loop_trains(quick_run: nbformat.NotebookNode) -> None:
+    """The quick run's loop played at least one batch with and without learning."""
+    text = printed(quick_run)
+    for label in ("learning rate 1e-3", "learning rate 0   "):
+        games = number(text, rf"{re.escape(label)}: (\d+) games")
+        assert games >= 2 and games % 2 == 0, label  # whole batches of 2
+
+
+def test_the_tutorial_stays_short() -> None:
+    """The issue's bounds: about 6,000 words, no code cell over about 40 lines."""
+    notebook = jupytext.read(SOURCE)
+    assert len(SOURCE.read_text().split()) <= 6000
+    longest = max(
+        len(cell.source.splitlines()) for cell in notebook.cells if cell.cell_type == "code"
     )
-    keys = ("episode", "reward", "running_reward", "steps", "total_steps")
-    logs = [metrics.read(d / "pong.jsonl") for d in (saved.parent, replay)]
-    assert [[r[k] for k in keys] for r in logs[0]] == [[r[k] for k in keys] for r in logs[1]]
-    # The command the notebook prints continues the run (here on a copy of it).
-    copy = runs_dir / "resumed"
-    shutil.copytree(saved.parent, copy)
-    more = ["--resume", str(copy / "pong.npz"), "--episodes", str(cfg.episodes + 1), "--quiet"]
-    done = subprocess.run([*train, *more], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    assert [r["episode"] for r in metrics.read(copy / "pong.jsonl")][-1] == cfg.episodes + 1
-    assert f"train.py --resume {saved} --episodes 1000" in text
+    assert longest <= 40
 
 
 def test_the_source_is_a_myst_notebook_without_outputs() -> None:
@@ -210,7 +188,7 @@ def current_source(qualified: str) -> list[str]:
 def test_the_executed_copy_shows_todays_code() -> None:
     """Each function the copy shows is the function as it is now, docstring included."""
     shown = shown_functions(nbformat.read(EXECUTED, as_version=4))
-    assert len(shown) >= 14
+    assert shown
     for name, lines in shown:
         assert lines == current_source(name), f"{name} changed; {REGENERATE}"
         assert '"""' in "\n".join(lines), f"{name} is shown without its docstring"
@@ -223,7 +201,6 @@ def test_the_executed_copy_passes_nbval(tmp_path: Path) -> None:
     shutil.copy(EXECUTED, copy)
     env = cli_env()
     env["PONGXP_TUTORIAL_QUICK"] = "1"
-    env["PONGXP_TUTORIAL_RUNS"] = str(tmp_path / "runs")
     command = [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q"]
     done = subprocess.run(
         [*command, "--rootdir", str(tmp_path), str(copy)],
