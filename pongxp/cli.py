@@ -9,41 +9,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from pongxp import __version__, interrupts
-from pongxp.config import (
-    ACTORS,
-    DEFAULT_CHECKPOINT,
-    DEFAULT_METRICS,
-    DEVICES,
-    DTYPES,
-    PRESETS,
-    STANDARDIZE,
-    TrainConfig,
-)
+from pongxp.config import ACTORS, DEVICES, DTYPES, PRESETS, RESTORED, STANDARDIZE, TrainConfig
 
 DEFAULTS = TrainConfig()
 _FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
-
-# Algorithm settings a resume takes from the checkpoint unless given again.
-FROM_CHECKPOINT = (
-    "hidden",
-    "batch_size",
-    "batch_steps",
-    "batch_steps_from",
-    "learning_rate",
-    "lr_end",
-    "lr_end_at",
-    "entropy_bonus",
-    "standardize",
-    "gamma",
-    "decay_rate",
-    "seed",
-    "env_id",
-    "dtype",
-    "checkpoint_every",
-    "keep",
-    "video_every",
-    "tensorboard",
-)
 
 
 def _preset_flags(name: str) -> str:
@@ -212,12 +181,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"float type of the math (default {d.dtype}: half the memory and about "
         "twice the update speed of float64; gradients agree to ~1e-4)",
     )
-    run = parser.add_argument_group("checkpoints and logs")
+    run = parser.add_argument_group("the run folder: checkpoints and logs")
     run.add_argument(
-        "--checkpoint",
+        "--run",
+        metavar="FOLDER",
         default=None,
-        help=f"checkpoint file to write, ending in .npz (default {DEFAULT_CHECKPOINT}; "
-        "on --resume, the resumed run's own)",
+        help="the folder this run writes everything into (run.json, checkpoint.npz, "
+        "metrics.jsonl, tb/, videos/); it must be new or empty. Default: a new folder "
+        "runs/<preset>-seed<seed>[-N], named on the first line",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=None,
+        help="continue the run in folder RUN in place, exactly: its settings and episode "
+        "target are used unless given again. A kept checkpoint (RUN/checkpoints/epN.npz), "
+        "a run with --run NEW, or an older pongxp's .npz continue in a new folder that "
+        "starts with its episodes; the original is only read",
     )
     run.add_argument(
         "--checkpoint-every",
@@ -230,22 +210,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep",
         type=int,
         default=None,
-        help=f"checkpoints to keep, the newest as --checkpoint and all as "
-        f"<name>.ep<N>.npz when > 1; lowering it deletes the older copies (default {d.keep})",
-    )
-    run.add_argument(
-        "--resume",
-        metavar="CHECKPOINT",
-        default=None,
-        help="continue the run saved in CHECKPOINT exactly: its settings, episode target, "
-        "checkpoint and log are used unless given again (a --keep copy continues the "
-        "checkpoint it was kept from)",
-    )
-    run.add_argument(
-        "--metrics",
-        default=None,
-        help=f"per-episode JSONL log (default {DEFAULT_METRICS}; on --resume, the log the "
-        "resumed run wrote)",
+        help="checkpoints to keep: with N > 1 the newest N also as checkpoints/epN.npz in "
+        f"the run folder, to go back to; lowering it deletes the older ones (default {d.keep})",
     )
     run.add_argument(
         "--video-every",
@@ -253,30 +219,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="K",
         help="record a video of one extra episode (own emulator, same weights) each K "
-        "episodes into <checkpoint>-videos/; needs the video extra (default 0: off)",
+        "episodes into the run's videos/; needs the video extra (default 0: off)",
     )
     run.add_argument(
         "--tensorboard",
-        metavar="DIR",
+        action="store_const",
+        const=True,
         default=None,
-        help="also write TensorBoard event files into DIR as the run trains (global step: "
-        "emulator steps); view with `tensorboard --logdir DIR`; a resume keeps writing "
-        "there; needs the tensorboard extra (default: off)",
+        help="also write TensorBoard event files into the run's tb/ as it trains (global "
+        "step: emulator steps); view every run with `tensorboard --logdir runs`; a resume "
+        "keeps writing them; needs the tensorboard extra (default: off)",
     )
     run.add_argument(
         "--no-tensorboard",
         dest="tensorboard",
         action="store_const",
-        const="",
-        help="on a resume, stop writing the checkpoint's TensorBoard event files",
-    )
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start a new run even if --checkpoint or --metrics exist (they are replaced); "
-        "without it such a run stops with a hint to --resume. With --resume: let the run "
-        "replace another run's --checkpoint or --metrics, or start a new log where its "
-        "own is missing or does not match the checkpoint",
+        const=False,
+        help="on a resume, stop writing TensorBoard event files",
     )
     run.add_argument("--quiet", action="store_true", help="no per-episode output")
 
@@ -306,7 +265,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         given = getattr(args, f.name, None)
         if given is None:
             given = preset.get(f.name)
-        if f.name in FROM_CHECKPOINT or f.name == "episodes":
+        if f.name in RESTORED:
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:
             values[f.name] = given
@@ -336,7 +295,8 @@ def _interpreter() -> str:
 def _train(args: argparse.Namespace, command: str) -> int:
     from pongxp.trainer import train
 
-    train(config_from_args(args), quiet=args.quiet, command=command)
+    cfg = config_from_args(args)
+    train(cfg, quiet=args.quiet, command=command, name=f"{args.preset or 'pong'}-seed{cfg.seed}")
     return 0
 
 
@@ -375,7 +335,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "pongxp evaluat
         "(mean, std, min, max) and the win rate against the built-in opponent. "
         "Runs on the CPU; checkpoints from any device work.",
     )
-    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("checkpoint", help="a run folder, or a .npz checkpoint or agent file")
     parser.add_argument("--episodes", type=int, default=10, help="games to play (default 10)")
     parser.add_argument(
         "--greedy",
@@ -430,7 +390,9 @@ def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> i
         "and against training wall time, or as --x says) of one or more runs into an "
         "image. Needs the plot extra.",
     )
-    parser.add_argument("metrics", nargs="+", help="metrics .jsonl files, one run each")
+    parser.add_argument(
+        "metrics", nargs="+", help="run folders or metrics .jsonl files, one run each"
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -442,7 +404,7 @@ def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> i
         "--label",
         action="append",
         default=None,
-        help="legend name of a run; once per file, in order (default: the file names)",
+        help="legend name of a run; once per run, in order (default: the folder or file names)",
     )
     parser.add_argument("--title", default=None, help="figure title")
     parser.add_argument(
@@ -493,12 +455,12 @@ def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") ->
         "MP4 at 60 fps, or GIF at 20 fps (also the fallback when no ffmpeg is installed). "
         "Needs the video extra.",
     )
-    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("checkpoint", help="a run folder, or a .npz checkpoint or agent file")
     parser.add_argument(
         "-o",
         "--output",
         default=None,
-        help="a .mp4 or .gif file (default: runs/<checkpoint name>.mp4)",
+        help="a .mp4 or .gif file (default: runs/<run or checkpoint name>.mp4)",
     )
     parser.add_argument(
         "--show-input",
@@ -563,7 +525,7 @@ def export_main(argv: Sequence[str] | None = None, prog: str = "pongxp export") 
         "5 MB at H = 200). evaluate and video take it like a checkpoint, and any program "
         "that reads W1 and W2 from the .npz can play with it; it cannot be resumed.",
     )
-    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("checkpoint", help="a run folder or a .npz checkpoint")
     parser.add_argument("output", help="the agent file to write, ending in .npz")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
@@ -575,11 +537,16 @@ def _export(args: argparse.Namespace) -> int:
 
     from pongxp import checkpoint
     from pongxp.config import CHECKPOINT_SUFFIX, ConfigError, check_suffix
-    from pongxp.resume import check_not_same
+    from pongxp.run_folder import checkpoint_of
 
     out = Path(args.output)
     check_suffix(out, CHECKPOINT_SUFFIX, "the agent file")
-    check_not_same(args.output, args.checkpoint, "agent file")
+    source = checkpoint_of(args.checkpoint)[0]
+    if out.exists() and source.exists() and os.path.samefile(out, source):
+        raise ConfigError(
+            f"{out} is {source} itself; writing the agent file there would destroy it: "
+            "choose another output"
+        )
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; add --overwrite to replace it")
     checkpoint.check_writable(out, "agent file")
@@ -603,12 +570,12 @@ def weights_main(argv: Sequence[str] | None = None, prog: str = "pongxp weights"
         "for negative, grey for 0, each tile scaled to its own largest weight. Needs the "
         "plot extra.",
     )
-    parser.add_argument("checkpoint", help="an agent file or training checkpoint (.npz)")
+    parser.add_argument("checkpoint", help="a run folder, or a .npz checkpoint or agent file")
     parser.add_argument(
         "-o",
         "--output",
         default=None,
-        help="the .png to write (default: runs/<checkpoint name>-weights.png)",
+        help="the .png to write (default: runs/<run or checkpoint name>-weights.png)",
     )
     parser.add_argument(
         "--units", type=int, default=None, help="draw the first N hidden units (default: all)"
@@ -637,26 +604,31 @@ def _weights(args: argparse.Namespace) -> int:
 def tensorboard_main(argv: Sequence[str] | None = None, prog: str = "pongxp tensorboard") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Write finished runs' metrics logs as TensorBoard event files, each "
-        "into DIR/<log name>, with the curves train.py --tensorboard writes per episode "
-        "(global step: emulator steps). View with `tensorboard --logdir DIR`. "
-        "Needs the tensorboard extra.",
+        description="Write finished runs' metrics logs as TensorBoard event files, with the "
+        "curves train.py --tensorboard writes per episode (global step: emulator steps): "
+        "RUN... into each run folder's tb/, or LOG... DIR into DIR/<name> each. View with "
+        "`tensorboard --logdir runs` (or DIR). Needs the tensorboard extra.",
     )
-    parser.add_argument("logs", nargs="+", metavar="LOG", help="metrics .jsonl files")
-    parser.add_argument("directory", metavar="DIR", help="TensorBoard log directory")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace event files already in DIR/<log name>"
+        "sources",
+        nargs="+",
+        metavar="RUN|LOG",
+        help="run folders; or metrics .jsonl files (or run folders) and then DIR",
     )
     args = parser.parse_args(argv)
     return run_guarded(lambda: _tensorboard(args))
 
 
 def _tensorboard(args: argparse.Namespace) -> int:
+    from pongxp.run_folder import run_of
     from pongxp.tensorboard_log import convert_logs
 
-    for run in convert_logs(args.logs, args.directory, args.overwrite):
+    sources, directory = args.sources, None
+    if len(sources) > 1 and run_of(sources[-1]) is None:
+        sources, directory = sources[:-1], sources[-1]
+    for run in convert_logs(sources, directory):
         print(f"wrote {run.directory}: {run.episodes} episodes, {run.last_step:,} emulator steps")
-    print(f"view with: tensorboard --logdir {args.directory}")
+    print(f"view with: tensorboard --logdir {directory or 'runs'}")
     return 0
 
 

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pongxp.slot_share import slot_quota
@@ -30,9 +30,6 @@ MAX_BATCH_SIZE = 1024
 #: Steps per update in a batch of steps (``--batch-steps``): as much memory as
 #: 1024 episodes of ~5k steps.
 MAX_BATCH_STEPS = 5_000_000
-#: Where a new run writes unless told (a resume writes the resumed run's own).
-DEFAULT_CHECKPOINT = "runs/pong.npz"
-DEFAULT_METRICS = "runs/pong.jsonl"
 #: Every checkpoint and agent file pongxp writes ends in this.
 CHECKPOINT_SUFFIX = ".npz"
 
@@ -89,6 +86,35 @@ def idle_cores_hint(
         f"{head}; a larger --batch-size uses more, but batch 40 needed more steps to a "
         "running reward of -10 (bench/results/learning.md)"
     )
+
+
+#: Settings a resume takes from the checkpoint unless given again.
+RESTORED = (
+    "hidden",
+    "batch_size",
+    "batch_steps",
+    "batch_steps_from",
+    "learning_rate",
+    "lr_end",
+    "lr_end_at",
+    "entropy_bonus",
+    "standardize",
+    "gamma",
+    "decay_rate",
+    "seed",
+    "env_id",
+    "dtype",
+    "episodes",
+    "checkpoint_every",
+    "keep",
+    "video_every",
+    "tensorboard",
+)
+
+
+def flag(name: str) -> str:
+    """A setting's flag without the dashes: ``learning_rate`` -> ``lr``."""
+    return "lr" if name == "learning_rate" else name.replace("_", "-")
 
 
 class ConfigError(ValueError):
@@ -187,19 +213,14 @@ class TrainConfig:
     episodes: int = 10_000  # total episodes (including those before a resume)
     device: str = "auto"
     dtype: str = "float32"
-    # None: runs/pong.npz and runs/pong.jsonl for a new run, the resumed run's
-    # own files for a resume (resume.py fills them in).
-    checkpoint: str | None = None
     checkpoint_every: int = 50  # episodes
     keep: int = 1  # how many checkpoints to keep
-    metrics: str | None = None
     video_every: int = 0  # episodes between training videos; 0 = none
-    tensorboard: str = ""  # directory for TensorBoard event files; "" = none
+    tensorboard: bool = False  # TensorBoard event files in the run's tb/
+    # Where: the run's folder (None: a new one under runs/) and the checkpoint
+    # resumed. Never saved in a checkpoint (run_folder.py).
+    run: str | None = None
     resume: str | None = None
-    # A fresh run may replace an existing checkpoint/log; a resume may replace
-    # another run's, or start a new log where its own is lost (resume.py).
-    overwrite: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, check_env: bool = True) -> TrainConfig:
         """Raise ConfigError naming the first bad value; return self when all are good.
@@ -260,11 +281,11 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         check_number("--seed", self.seed, 0)
-        self._check_paths()
         if check_env:
             check_env_id(self.env_id)
         check_number("--video-every", self.video_every, 0, note=" (0: off)")
-        self._check_tensorboard()
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError(f"--tensorboard is on or off, got {self.tensorboard!r}")
         return self
 
     def quota_at(self, running_reward: float, episodes: int) -> int | None:
@@ -323,30 +344,6 @@ class TrainConfig:
                 f"ray://HOST:PORT or auto, got {self.ray_address!r}"
             )
 
-    def _check_paths(self) -> None:
-        # Writing the metrics log over the checkpoint (or the file being resumed)
-        # would destroy it before the first episode.
-        paths = {"--checkpoint": self.checkpoint, "--metrics": self.metrics}
-        for name, value in paths.items():
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError(f"{name} must be a file path, got {value!r}")
-        if self.metrics is None:
-            return
-        metrics = os.path.abspath(self.metrics)
-        for name, value in (("--checkpoint", self.checkpoint), ("--resume", self.resume)):
-            if value is not None and os.path.abspath(value) == metrics:
-                raise ConfigError(f"--metrics must not be the same file as {name} ({value})")
-
-    def _check_tensorboard(self) -> None:
-        if not isinstance(self.tensorboard, str):
-            raise ConfigError(f"--tensorboard must be a directory path, got {self.tensorboard!r}")
-        if not self.tensorboard:
-            return
-        mine = os.path.abspath(self.tensorboard)
-        for name, value in (("--checkpoint", self.checkpoint), ("--metrics", self.metrics)):
-            if value is not None and os.path.abspath(value) == mine:
-                raise ConfigError(f"--tensorboard must be a directory of its own, not {name}")
-
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -361,6 +358,8 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise TypeError(f"settings are a JSON {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(cls)}
+        if isinstance(data.get("tensorboard"), str):  # older versions: a directory or ""
+            data["tensorboard"] = bool(data["tensorboard"])
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
