@@ -98,7 +98,7 @@ def checkpoint_of(path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
 
 def log_of(path: str | os.PathLike[str]) -> Path:
     """The metrics log ``path`` stands for (a run folder: its ``metrics.jsonl``)."""
-    run = run_of(path)
+    run = run_of(path) if Path(path).is_dir() else None
     return run.log if run is not None else Path(path)
 
 
@@ -149,7 +149,7 @@ def open_run(cfg: TrainConfig, resumed: Any, command: str, base: str = "pong") -
     if resumed is None:
         opened = _take(cfg.run, RUNS, base, command)
         _write_manifest(opened.run, cfg, command, None)
-        return opened
+        return _claim(opened)
     source = Path(str(cfg.resume))
     done = resumed.episode
     if cfg.episodes <= done:
@@ -168,7 +168,7 @@ def open_run(cfg: TrainConfig, resumed: Any, command: str, base: str = "pong") -
                 f"--resume {shlex.quote(str(source))} --run runs/NEW"
             )
         opened.records, opened.start, opened.board_from = records, resumed.total_steps, own.board
-        return opened
+        return _claim(opened)
     parent = own or _run_above(source)
     if parent is not None:  # a fork of a run folder (or of one of its kept checkpoints)
         log, board, under = parent.log, parent.board, parent.folder.parent
@@ -186,7 +186,7 @@ def open_run(cfg: TrainConfig, resumed: Any, command: str, base: str = "pong") -
     opened.records, opened.start, opened.board_from = records, resumed.total_steps, board
     parent_record = {"checkpoint": str(source), "episode": done}
     _write_manifest(opened.run, cfg, command, parent_record)
-    return opened
+    return _claim(opened)
 
 
 def _take(requested: str | None, under: Path, base: str, command: str) -> Opened:
@@ -207,30 +207,40 @@ def _take(requested: str | None, under: Path, base: str, command: str) -> Opened
     if not folder.is_dir():
         raise ConfigError(f"--run {folder} is a file; give a folder for the run") from None
     run = Run(folder)
-    opened = Opened(run, lock_fd=lock(run))
+    holds_run = ConfigError(
+        f"{folder} already holds a run; continue it with: {command} --resume "
+        f"{shlex.quote(str(folder))}, or choose another --run"
+    )
     if run.checkpoint.exists():
-        opened.close()
-        raise ConfigError(
-            f"{folder} already holds a run; continue it with: {command} --resume "
-            f"{shlex.quote(str(folder))}, or choose another --run"
-        )
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in _OURS)
-    if foreign or (any(folder.iterdir()) and not run.manifest.is_file()):
-        opened.close()
+        raise holds_run
+    names = {p.name for p in folder.iterdir()} - {run.lock.name}
+    foreign = sorted(names - _OURS)
+    if foreign or (names and not run.manifest.is_file()):
         shown = ", ".join(foreign[:3]) or "files without a run.json"
         raise ConfigError(
             f"{folder} holds files pongxp did not write ({shown}); choose another --run "
             "(a new folder, or an empty one)"
         )
+    opened = Opened(run, lock_fd=lock(run))
+    if run.checkpoint.exists():  # saved meanwhile by the process that held the lock
+        opened.close()
+        raise holds_run
     forget(opened)  # a run of this folder stopped before its first save: start it over
     return opened
 
 
 def _mkdir(folder: Path) -> None:
+    """Make ``folder`` (FileExistsError: it exists) and the folders above it."""
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not folder.parent.is_dir():
+            folder.parent.mkdir(parents=True)
         folder.mkdir()
     except FileExistsError:
+        if not folder.parent.is_dir():  # a file where a folder above it should be
+            raise ConfigError(
+                f"cannot create run folder {folder}: {folder.parent} is not a folder; "
+                "choose another --run"
+            ) from None
         raise
     except OSError as exc:
         raise ConfigError(
@@ -239,7 +249,8 @@ def _mkdir(folder: Path) -> None:
 
 
 def lock(run: Run) -> int:
-    """Lock ``run`` for this process (its pid in ``.lock``); return the lock's descriptor.
+    """Lock ``run`` for this process; return the lock's descriptor (``_claim`` writes
+    the pid there).
 
     Raises:
         ConfigError: another living process holds it.
@@ -257,9 +268,15 @@ def lock(run: Run) -> int:
             f"{run.folder} is in use by process {pid}, which is training there; wait for it "
             "to end or stop it (a killed process's lock is taken over)"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+def _claim(opened: Opened) -> Opened:
+    """Write this process's pid into the run's lock, once every check has passed
+    (a refused command changes no file)."""
+    os.ftruncate(opened.lock_fd, 0)
+    os.pwrite(opened.lock_fd, str(os.getpid()).encode(), 0)
+    return opened
 
 
 def forget(opened: Opened) -> None:
