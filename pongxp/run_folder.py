@@ -213,20 +213,35 @@ def _take(requested: str | None, under: Path, base: str, command: str) -> Opened
     )
     if run.checkpoint.exists():
         raise holds_run
-    names = {p.name for p in folder.iterdir()} - {run.lock.name}
-    foreign = sorted(names - _OURS)
-    if foreign or (names and not run.manifest.is_file()):
-        shown = ", ".join(foreign[:3]) or "files without a run.json"
-        raise ConfigError(
-            f"{folder} holds files pongxp did not write ({shown}); choose another --run "
-            "(a new folder, or an empty one)"
-        )
-    opened = Opened(run, lock_fd=lock(run))
+    _refuse_foreign(run, manifest=False)
+    opened = Opened(run, lock_fd=lock(run))  # (a process that held it is done now)
     if run.checkpoint.exists():  # saved meanwhile by the process that held the lock
         opened.close()
         raise holds_run
+    try:
+        _refuse_foreign(run, manifest=True)
+    except ConfigError:
+        opened.close()
+        raise
     forget(opened)  # a run of this folder stopped before its first save: start it over
     return opened
+
+
+def _refuse_foreign(run: Run, manifest: bool) -> None:
+    """Refuse a folder holding files pongxp did not write (with ``manifest``: or files
+    of pongxp's names but no run.json, which a run writes first)."""
+    names = set()
+    for p in run.folder.iterdir():  # pongxp's temporary files count as the file they make
+        name = p.name.removeprefix(".").split(".tmp-")[0].split(".probe-")[0]
+        if p.name != run.lock.name and not p.name.startswith(f".{run.lock.name}"):
+            names.add(name if name in _OURS else p.name)
+    foreign = sorted(names - _OURS)
+    if foreign or (manifest and names and not run.manifest.is_file()):
+        shown = ", ".join(foreign[:3]) or "files without a run.json"
+        raise ConfigError(
+            f"{run.folder} holds files pongxp did not write ({shown}); choose another --run "
+            "(a new folder, or an empty one)"
+        )
 
 
 def _mkdir(folder: Path) -> None:
