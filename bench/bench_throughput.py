@@ -250,9 +250,12 @@ def _cpu_seconds() -> float:
 def training_paths(
     tmp: Path, num_envs: int, seed: int, batches: int, actors: str = "processes"
 ) -> tuple[Path, Path]:
-    """The checkpoint and metrics log of the ``_train`` run with these settings."""
-    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
-    return tmp / f"{name}.npz", tmp / f"{name}.jsonl"
+    """The checkpoint and metrics log of the ``_train`` run with these settings (in
+    its run folder)."""
+    from pongxp.run_folder import Run
+
+    run = Run(tmp / f"bench-{actors}-{num_envs}-{seed}-{batches}")
+    return run.checkpoint, run.log
 
 
 def _train(
@@ -272,7 +275,7 @@ def _train(
     ``episodes`` episodes have ended, however many batches that takes.
     Its checkpoint and metrics log are ``training_paths(tmp, ...)``.
     """
-    ckpt, metrics = training_paths(tmp, num_envs, seed, batches, actors)
+    ckpt, _ = training_paths(tmp, num_envs, seed, batches, actors)
     cfg = TrainConfig(
         actors=actors,
         env_id=args.env_id,
@@ -283,8 +286,7 @@ def _train(
         seed=seed,
         device="cpu",
         dtype=args.dtype,
-        checkpoint=str(ckpt),
-        metrics=str(metrics),
+        run=str(ckpt.parent),
         checkpoint_every=10**9,  # only the final save, which is outside the timed loop
     )
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's start/done lines

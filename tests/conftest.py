@@ -178,6 +178,58 @@ def saved_line(line: str, episode: int, ckpt: Path) -> bool:
     return re.match(rf"interrupted: {saved} to {re.escape(str(ckpt))}; ", line) is not None
 
 
+#: A HostBatch's arrays (batch.py), compared by assert_same_episode.
+FIELDS = ("indptr", "cols", "signs", "ups", "rewards", "lengths")
+
+
+def assert_same_episode(a: Any, b: Any) -> None:
+    """Two HostBatch objects hold the same arrays, dtype and all."""
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def make_backend(name: str, dtype: str = "float64") -> Any:
+    """``cpu-sparse``, ``cpu-dense``, ``gpu``, ``strict`` or ``strict-DEVICE``."""
+    from pongxp import backend as backend_mod
+
+    if name == "cpu-sparse":
+        return backend_mod.select("cpu", dtype, sparse=True)
+    if name == "cpu-dense":
+        return backend_mod.select("cpu", dtype, sparse=False)
+    if name.startswith("strict-"):
+        return backend_mod.StrictBackend(dtype, device=name.removeprefix("strict-"))
+    return backend_mod.select(name, dtype)
+
+
+#: The start of the Ray pool's note when it replaces a lost actor.
+NOTE = "ray: lost the actor given slot"
+
+
+def assert_same_run(tmp_path: Path, name: str, reference: Path) -> None:
+    """Run ``tmp_path/name`` logged the same episodes and ended with the same weights
+    as ``reference`` (a run's checkpoint)."""
+    assert records(tmp_path / name) == records(reference.parent)
+    want = weights(reference)
+    for key, value in weights(tmp_path / name).items():
+        np.testing.assert_array_equal(value, want[key])
+
+
+def finished_with_notes(proc: subprocess.Popen) -> tuple[list[str], list[int]]:
+    """A run that ended well: its stdout's lines, and which of them are lost-actor notes."""
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
+    lines = out.splitlines()
+    return lines, [i for i, line in enumerate(lines) if line.startswith(NOTE)]
+
+
+def episode_line(lines: list[str], episode: int) -> int:
+    """Which of a run's stdout ``lines`` logs ``episode``."""
+    return next(i for i, line in enumerate(lines) if line.startswith(f"episode {episode:6d} "))
+
+
 #: A log record's wall-clock fields; everything else must repeat exactly.
 TIMING = ("steps_per_s", "run_steps_per_s", "time")
 

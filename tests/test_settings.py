@@ -6,11 +6,13 @@ the entropy bonus's gradient is checked against finite differences.
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
+
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import records, run_cli, weights
 from reference import central_differences
-from test_train import Run, records, weights
 
 from pongxp import backend as backend_mod
 from pongxp import checkpoint
@@ -19,6 +21,8 @@ from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
 from pongxp.policy import backward, forward, init_params
 from pongxp.returns import discounted_returns, standardize_per_episode
 from pongxp.update import policy_gradient
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_the_schedule_goes_from_lr_to_lr_end_by_running_reward() -> None:
@@ -122,18 +126,18 @@ def test_schedule_and_bonus_are_saved_and_resumed_exactly(train_cli: Run, tmp_pa
     assert straight.returncode == 0, straight.stderr
     split = train_cli("--episodes", "2", *SMALL, name="split")
     assert split.returncode == 0, split.stderr
-    saved = checkpoint.load(tmp_path / "split.npz").config
+    saved = checkpoint.load(tmp_path / "split").config
     assert (saved.lr_end, saved.lr_end_at, saved.entropy_bonus) == (1e-3, -20.5, 0.01)
     assert saved.standardize == "batch"
     # The resume takes them from the checkpoint.
-    resumed = run_cli("train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "6",
+    resumed = run_cli("train.py", "--resume", str(tmp_path / "split"), "--episodes", "6",
                       "--device", "cpu")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    assert records(tmp_path / "straight.jsonl") == records(tmp_path / "split.jsonl")
-    want = weights(tmp_path / "straight.npz")
-    for key, value in weights(tmp_path / "split.npz").items():
+    assert records(tmp_path / "straight") == records(tmp_path / "split")
+    want = weights(tmp_path / "straight")
+    for key, value in weights(tmp_path / "split").items():
         np.testing.assert_array_equal(value, want[key])
     # Without the schedule and bonus the run differs.
     other = train_cli("--episodes", "6", *SMALL[:6], name="plain")
     assert other.returncode == 0, other.stderr
-    assert not np.array_equal(weights(tmp_path / "plain.npz")["W1"], want["W1"])
+    assert not np.array_equal(weights(tmp_path / "plain")["W1"], want["W1"])

@@ -135,7 +135,7 @@ def test_the_learners_run_is_train_py(quick_run: nbformat.NotebookNode, runs_dir
     batches = re.findall(r"\| mean log pi\(a\) ([+-][\d.]+) \|", text)
     assert len(batches) == 2  # the quick run's two batches
     assert all(-0.7 < float(v) < 0 for v in batches)
-    saved = runs_dir / "tutorial-1" / "pong.npz"
+    saved = runs_dir / "tutorial-1" / "checkpoint.npz"
     mine = checkpoint.load(saved)
     cfg = mine.config
     replay = runs_dir / "replay"
@@ -144,10 +144,10 @@ def test_the_learners_run_is_train_py(quick_run: nbformat.NotebookNode, runs_dir
     flags = ["--lr", str(cfg.learning_rate), "--batch-size", str(cfg.batch_size)]
     flags += ["--episodes", str(cfg.episodes), "--seed", str(cfg.seed), "--quiet"]
     train = [sys.executable, str(ROOT / "train.py"), "--device", "cpu"]
-    paths = ["--checkpoint", str(replay / "pong.npz"), "--metrics", str(replay / "pong.jsonl")]
+    paths = ["--run", str(replay)]
     done = subprocess.run([*train, *flags, *paths], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    theirs = checkpoint.load(replay / "pong.npz")
+    theirs = checkpoint.load(replay)
     for name in ("W1", "W2"):
         assert np.array_equal(mine.params[name], theirs.params[name]), name
         assert np.array_equal(mine.cache[name], theirs.cache[name]), name
@@ -157,16 +157,16 @@ def test_the_learners_run_is_train_py(quick_run: nbformat.NotebookNode, runs_dir
         theirs.streams,
     )
     keys = ("episode", "reward", "running_reward", "steps", "total_steps")
-    logs = [metrics.read(d / "pong.jsonl") for d in (saved.parent, replay)]
+    logs = [metrics.read(d / "metrics.jsonl") for d in (saved.parent, replay)]
     assert [[r[k] for k in keys] for r in logs[0]] == [[r[k] for k in keys] for r in logs[1]]
     # The command the notebook prints continues the run (here on a copy of it).
     copy = runs_dir / "resumed"
     shutil.copytree(saved.parent, copy)
-    more = ["--resume", str(copy / "pong.npz"), "--episodes", str(cfg.episodes + 1), "--quiet"]
+    more = ["--resume", str(copy), "--episodes", str(cfg.episodes + 1), "--quiet"]
     done = subprocess.run([*train, *more], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert [r["episode"] for r in metrics.read(copy / "pong.jsonl")][-1] == cfg.episodes + 1
-    assert f"train.py --resume {saved} --episodes 1000" in text
+    assert [r["episode"] for r in metrics.read(copy / "metrics.jsonl")][-1] == cfg.episodes + 1
+    assert f"train.py --resume {saved.parent} --episodes 1000" in text
 
 
 def test_the_source_is_a_myst_notebook_without_outputs() -> None:
