@@ -9,235 +9,56 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from pongxp import __version__, interrupts
-from pongxp.config import ACTORS, DEVICES, DTYPES, PRESETS, RESTORED, STANDARDIZE, TrainConfig
+from pongxp.config import PRESETS, RESTORED, SETTINGS, TrainConfig, flag, shown_default
 
 DEFAULTS = TrainConfig()
-_FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
 
 
 def _preset_flags(name: str) -> str:
     """A preset as the flags it stands for, e.g. ``--lr 0.001``."""
-    return " ".join(
-        f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}"
-        if isinstance(v, (int, float))
-        else f"--{_FLAG.get(k, k).replace('_', '-')} {v}"
-        for k, v in PRESETS[name].items()
-    )
+    return " ".join(f"--{flag(k)} {shown_default(v)}" for k, v in PRESETS[name].items())
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    alg = parser.add_argument_group("algorithm")
-    alg.add_argument(
+    """Every setting's flag, made from its declaration on TrainConfig (``config.setting``),
+    and the flags that are not settings (--preset, --quiet)."""
+    groups = {
+        name: parser.add_argument_group(name)
+        for name in ("algorithm", "environment", "device", "run")
+    }
+    groups["algorithm"].add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=None,
         help="named hyperparameters; flags given too win. karpathy: the defaults below "
-        f"(pg-pong.py's). fast: {_preset_flags('fast')}, same algorithm, wins in far fewer "
-        f"episodes (README: Training to win). many-cores: {_preset_flags('many-cores')}, "
-        "for more than 10 cores (README: How long on your machine). steps: "
-        f"{_preset_flags('steps')}, batches of steps, the fewest steps to a win "
-        "(README: Batches of steps)",
+        f"(pg-pong.py's). fast: {_preset_flags('fast')}, the same algorithm, learns in "
+        f"fewer episodes. many-cores: {_preset_flags('many-cores')}, for more than 10 cores. "
+        f"steps: {_preset_flags('steps')}, batches of steps (README: Training to win)",
     )
-    alg.add_argument(
-        "--episodes",
-        type=int,
-        default=None,
-        help="total episodes to reach, counting those before a resume; with --batch-steps "
-        f"the last batch may end a few more (default {d.episodes})",
-    )
-    alg.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help=f"episodes per RMSProp update; with --batch-steps, the slots that share a "
-        f"batch's steps, one emulator each (default {d.batch_size})",
-    )
-    alg.add_argument(
-        "--batch-steps",
-        type=int,
-        default=None,
-        metavar="S",
-        help="make a batch S emulator steps of whole points instead of --batch-size whole "
-        "episodes: each slot plays at least S / batch-size steps, stops at the end of a "
-        "point and carries its game into the next batch, so updates come at a steady rate "
-        "however long the games get. S is the learning setting; --batch-size only sets how "
-        "many actors can be busy, so give it the number of cores or a multiple of it, 10 or "
-        "more (34000 on 20 and on 64 slots learned alike; default 0: whole episodes)",
-    )
-    alg.add_argument(
-        "--batch-steps-from",
-        type=float,
-        default=None,
-        metavar="R",
-        help="with --batch-steps: batches of --batch-size whole episodes while the running "
-        "reward is below R, batches of steps while it is at R or above (default: steps "
-        "throughout)",
-    )
-    alg.add_argument(
-        "--lr",
-        "--learning-rate",
-        dest="learning_rate",
-        type=float,
-        default=None,
-        help=f"RMSProp learning rate (default {d.learning_rate:g})",
-    )
-    alg.add_argument(
-        "--lr-end",
-        type=float,
-        default=None,
-        metavar="LR",
-        help="a learning-rate schedule: the rate goes linearly from --lr at a running "
-        "reward of -21 to LR at --lr-end-at, and stays LR above it (default: none)",
-    )
-    alg.add_argument(
-        "--lr-end-at",
-        type=float,
-        default=None,
-        metavar="R",
-        help=f"the running reward at which --lr-end is reached, in (-21, 21] "
-        f"(default {d.lr_end_at:g})",
-    )
-    alg.add_argument(
-        "--standardize",
-        choices=STANDARDIZE,
-        default=None,
-        help="standardise the returns by each episode's mean and spread (Karpathy's; with "
-        "--batch-steps, each piece of an episode a slot played in the batch) or by the "
-        f"whole batch's (default {d.standardize})",
-    )
-    alg.add_argument(
-        "--entropy-bonus",
-        type=float,
-        default=None,
-        metavar="BETA",
-        help="an addition to REINFORCE: also climb BETA x the policy's entropy, which "
-        f"keeps it from turning deterministic too soon (default {d.entropy_bonus:g}: none)",
-    )
-    alg.add_argument(
-        "--gamma",
-        type=float,
-        default=None,
-        help=f"reward discount factor, in (0, 1] (default {d.gamma})",
-    )
-    alg.add_argument(
-        "--decay-rate",
-        type=float,
-        default=None,
-        help=f"RMSProp decay of the squared-gradient cache, in (0, 1] (default {d.decay_rate})",
-    )
-    alg.add_argument(
-        "--hidden", type=int, default=None, help=f"hidden units H (default {d.hidden})"
-    )
-    alg.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help=f"seed for weights, emulators and action sampling (default {d.seed})",
-    )
-    env = parser.add_argument_group("environment")
-    env.add_argument(
-        "--env-id",
-        default=None,
-        help=f"Gymnasium Pong id; {d.env_id} is the tutorial's (default {d.env_id})",
-    )
-    env.add_argument(
-        "--num-envs",
-        type=_num_envs,
-        default=None,
-        help="rollout actors, one emulator process each; auto = the cores this process may "
-        "use (os.sched_getaffinity), at most --batch-size. The episodes played do not "
-        f"depend on it, only the speed (default {d.num_envs})",
-    )
-    env.add_argument(
-        "--actors",
-        choices=ACTORS,
-        default=None,
-        help="where the rollout actors run: processes on this machine, or ray actors "
-        "(needs pongxp[ray]) on a local Ray instance or the cluster at --ray-address; "
-        f"the episodes are the same (default {d.actors})",
-    )
-    env.add_argument(
-        "--ray-address",
-        metavar="ADDRESS",
-        default=None,
-        help="join the Ray cluster whose head is at ADDRESS (HOST:PORT, as `ray start "
-        "--head` prints it; or auto), with --actors ray; --num-envs auto then starts "
-        "one actor per cluster CPU. Default: $RAY_ADDRESS if set, else a local Ray "
-        "instance for this run",
-    )
-    dev = parser.add_argument_group("device")
-    dev.add_argument(
-        "--device",
-        choices=DEVICES,
-        default=d.device,
-        help="where the update math runs: cpu, gpu (CuPy) or auto = gpu if usable "
-        f"(default {d.device}); rollouts always run on the CPU",
-    )
-    dev.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default=None,
-        help=f"float type of the math (default {d.dtype}: half the memory and about "
-        "twice the update speed of float64; gradients agree to ~1e-4)",
-    )
-    run = parser.add_argument_group("the run folder: checkpoints and logs")
-    run.add_argument(
-        "--run",
-        metavar="FOLDER",
-        default=None,
-        help="the folder this run writes everything into (run.json, checkpoint.npz, "
-        "metrics.jsonl, tb/, videos/); it must be new or empty. Default: a new folder "
-        "runs/<preset>-seed<seed>[-N], named on the first line",
-    )
-    run.add_argument(
-        "--resume",
-        metavar="RUN",
-        default=None,
-        help="continue the run in folder RUN in place, exactly: its settings and episode "
-        "target are used unless given again. A kept checkpoint (RUN/checkpoints/epN.npz), "
-        "a run with --run NEW, or an older pongxp's .npz continue in a new folder that "
-        "starts with its episodes; the original is only read",
-    )
-    run.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        help=f"save after this many episodes (default {d.checkpoint_every}); "
-        "also at the end and on Ctrl-C/SIGTERM",
-    )
-    run.add_argument(
-        "--keep",
-        type=int,
-        default=None,
-        help="checkpoints to keep: with N > 1 the newest N also as checkpoints/epN.npz in "
-        f"the run folder, to go back to; lowering it deletes the older ones (default {d.keep})",
-    )
-    run.add_argument(
-        "--video-every",
-        type=int,
-        default=None,
-        metavar="K",
-        help="record a video of one extra episode (own emulator, same weights) each K "
-        "episodes into the run's videos/; needs the video extra (default 0: off)",
-    )
-    run.add_argument(
-        "--tensorboard",
-        action="store_const",
-        const=True,
-        default=None,
-        help="also write TensorBoard event files into the run's tb/ as it trains (global "
-        "step: emulator steps); view every run with `tensorboard --logdir runs`; a resume "
-        "keeps writing them; needs the tensorboard extra (default: off)",
-    )
-    run.add_argument(
-        "--no-tensorboard",
-        dest="tensorboard",
-        action="store_const",
-        const=False,
-        help="on a resume, stop writing TensorBoard event files",
-    )
-    run.add_argument("--quiet", action="store_true", help="no per-episode output")
+    for f in SETTINGS:
+        meta = f.metadata
+        group = groups[meta["group"]]
+        names = ["--" + flag(f.name), *meta["aliases"]]
+        shown = "" if f.default is None or "(default" in meta["help"] else (
+            f" (default {shown_default(f.default)})"
+        )  # fmt: skip
+        if meta["kind"] is bool:  # a switch, and its --no- form for a resume
+            group.add_argument(
+                *names, dest=f.name, action="store_const", const=True, default=None,
+                help=meta["help"] + " (default: off)",
+            )  # fmt: skip
+            group.add_argument(
+                "--no-" + flag(f.name), dest=f.name, action="store_const", const=False,
+                help=f"on a resume, stop what --{flag(f.name)} does",
+            )  # fmt: skip
+            continue
+        kind = _num_envs if f.name == "num_envs" else meta["kind"]
+        group.add_argument(
+            *names, dest=f.name, type=kind, choices=meta["choices"], default=None,
+            metavar=meta["metavar"] or flag(f.name).upper().replace("-", "_"),
+            help=meta["help"] + shown,
+        )  # fmt: skip
+    groups["run"].add_argument("--quiet", action="store_true", help="no per-episode output")
 
 
 def _num_envs(text: str) -> int | str:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pongxp import checkpoint, diagnostics, metrics, run_folder
-from pongxp.config import ConfigError, TrainConfig
+from pongxp.config import HPARAMS, ConfigError, TrainConfig
 from pongxp.extras import require
 
 if TYPE_CHECKING:
@@ -58,19 +58,6 @@ EPISODE_TAGS = {
 }
 #: Order of ``weight_and_grad_norms``'s result -> scalar tag.
 NORM_TAGS = ("norms/W1", "norms/W2", "norms/grad_W1", "norms/grad_W2")
-#: Settings shown in TensorBoard's HParams tab, to compare runs by.
-HPARAMS = (
-    "hidden",
-    "batch_size",
-    "batch_steps",
-    "learning_rate",
-    "entropy_bonus",
-    "standardize",
-    "gamma",
-    "decay_rate",
-    "seed",
-    "env_id",
-)
 
 
 def weight_and_grad_norms(params: Mapping[str, Any], grads: Mapping[str, Any], xp: Any) -> Any:

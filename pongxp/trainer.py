@@ -274,10 +274,10 @@ def _stop(
     if latest is not None:
         latest.save(cfg, latest.state, backend)
         _report_idle(actors, say, cfg)
-        episode = latest.state.episode
-        saved = f"saved episode {episode} to {latest.run.checkpoint}"
+        episode, path = latest.state.episode, latest.run.checkpoint
+        saved = f"saved episode {episode} to {path}"
         if episode == (resumed.episode if resumed else 0):
-            saved = f"no batch had finished; saved the start (episode {episode}) to {saved[14:]}"
+            saved = f"no batch had finished; saved the start (episode {episode}) to {path}"
         say(f"interrupted: {saved}; {continue_with}")
         return
     # Before training began: nothing to save (a new run's folder is removed: _train).

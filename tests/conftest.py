@@ -300,15 +300,19 @@ def copy_run(checkpoint: Path, folder: Path) -> Path:
     return folder / "checkpoint.npz"
 
 
-def hashes(*roots: Path) -> dict[str, str]:
+def hashes(*roots: Path, locks: bool = True) -> dict[str, str]:
     """The SHA-256 of every file under ``roots`` (a file root: itself), by path:
-    compare before and after a command to see every file it changed."""
+    compare before and after a command to see every file it changed. Without
+    ``locks``, runs' ``.lock`` files are left out (a process that takes a run
+    writes its pid there, as a resume stopped before training does)."""
     import hashlib
 
     found = {}
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for p in files:
+            if not locks and p.name == ".lock":
+                continue
             found[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return found
 
