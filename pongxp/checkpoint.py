@@ -188,7 +188,7 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         reason = exc.strerror or type(exc).__name__
         raise CheckpointError(
             f"cannot write checkpoint {path}: {reason}; the previous checkpoint is unchanged "
-            "(free space or choose a writable --checkpoint path)"
+            "(free space, or continue the run in a writable folder with --run)"
         ) from exc
     except BaseException:
         with contextlib.suppress(OSError):

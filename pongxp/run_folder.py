@@ -385,6 +385,8 @@ def _log_up_to(log: Path, resumed: Any) -> tuple[list[dict[str, Any]], str | Non
     done = resumed.episode
     if done == 0:
         return [], None
+    if not log.is_file():  # (a FIFO or a device could block or never end)
+        return [], f"metrics log {log} is not there or not a regular file"
     try:
         records = [r for r in read(log) if isinstance(r, dict)]
     except (OSError, UnicodeDecodeError) as exc:

@@ -299,8 +299,8 @@ def _resume_notes(cfg: TrainConfig, resumed: checkpoint.Checkpoint | None) -> li
     ]
     if resumed.streams and len(resumed.streams) != old.batch_size:
         notes.append(
-            f"note: {resumed.streams and len(resumed.streams)} slots' games are stored, but "
-            f"the run's batch size is {old.batch_size}: slots are cut or started anew to fit"
+            f"note: the checkpoint holds {len(resumed.streams)} slots' games but its batch "
+            f"size is {old.batch_size}: slots are cut or started anew to fit --batch-size"
         )
     return notes
 

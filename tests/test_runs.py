@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -332,3 +332,39 @@ def test_the_interrupt_line_continues_the_run(tmp_path: Path) -> None:
     done = train(tmp_path, *hint.split()[2:], "--episodes", str(saved + 1), "--quiet")
     assert done[0] == 0, done[2]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["pong-seed1"]
+
+
+def test_a_resume_names_every_setting_it_changes(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Also a checkpoint whose slots no longer match its batch size (edited by hand)."""
+    copy_run(small_checkpoint, tmp_path / "a")
+    done = train(tmp_path, "--resume", "a", "--episodes", "3", "--batch-size", "2",
+                 "--lr", "0.001", "--quiet")  # fmt: skip
+    assert done[0] == 0, done[2]
+    assert "note: --batch-size 2 replaces the run's 1" in done[1]
+    assert "note: --lr 0.001 replaces the run's 0.0001" in done[1]
+    ckpt = checkpoint.load(small_checkpoint)
+    ckpt.config = replace(ckpt.config, batch_size=3)
+    edited = copy_run(small_checkpoint, tmp_path / "b")
+    checkpoint.save(edited, ckpt)
+    done = train(tmp_path, "--resume", "b", "--episodes", "3", "--quiet")
+    assert done[0] == 0, done[2]
+    assert "note: the checkpoint holds 1 slots' games but its batch size is 3" in done[1]
+
+
+def test_an_old_checkpoint_naming_another_file_as_its_log_only_reads_it(
+    small_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The last trial's case: a checkpoint naming another file as its log. It is read
+    at most (a device never: it could be endless), and the new run starts a log."""
+    old, _ = _old_flat_checkpoint(small_checkpoint, tmp_path / "runs")
+    arrays = dict(np.load(old))
+    for named in ("/dev/zero", str(tmp_path / "notes.txt")):
+        (tmp_path / "notes.txt").write_text("mine\n")
+        arrays["metrics_log"] = np.asarray(named)
+        np.savez(old, **arrays)
+        before = hashes(tmp_path)
+        done = train(tmp_path, "--resume", "runs/pong.npz", "--episodes", "3", "--quiet")
+        assert done[0] == 0, done[2]
+        folder = Path(done[1].splitlines()[0].removeprefix("run folder: "))
+        assert f"{folder}/metrics.jsonl starts at episode 3" in done[1]
+        assert outside(before, hashes(tmp_path), tmp_path / folder) == {}
