@@ -32,6 +32,7 @@ from conftest import (
     logged,
     needs,
     run_cli_without,
+    saved_line,
     start,
     train_argv,
     wait_for,
@@ -157,7 +158,7 @@ def test_actors_that_keep_dying_stop_the_run_with_one_line(
     assert re.search(r"\(last: \w*Actor\w*Error: ", line), line
     assert line.endswith(
         f"saved episode {saved.episode} to {ckpt}; continue with: python train.py --resume "
-        f"{ckpt} --device cpu --actors ray --ray-address {ray_address}"
+        f"{ckpt.parent} --device cpu --actors ray --ray-address {ray_address}"
     )
 
 
@@ -201,9 +202,11 @@ def test_ctrl_c_saves_and_stops_the_local_ray_instance(tmp_path: Path) -> None:
     assert code == 130, err
     assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
     saved = checkpoint.load(ckpt)
-    assert out.strip().splitlines()[-1] == (
-        f"interrupted: saved episode {saved.episode} to {ckpt}; continue with: "
-        f"python train.py --resume {ckpt} --device cpu --num-envs 2 --actors ray"
+    last = out.strip().splitlines()[-1]
+    assert saved_line(last, saved.episode, ckpt), last
+    assert last.endswith(
+        f"; continue with: python train.py --resume {ckpt.parent} --device cpu --num-envs 2 "
+        "--actors ray"
     )
     deadline = time.monotonic() + 20
     while any(_alive(p) for p in ray_procs) and time.monotonic() < deadline:
