@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import json
 import os
 import shlex
@@ -37,6 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from pongxp.config import ConfigError, TrainConfig
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None  # type: ignore[assignment]
 
 RUNS = Path("runs")  # where a new run's folder goes unless --run names one
 _OURS = {"run.json", ".lock", "checkpoint.npz", "checkpoints", "metrics.jsonl", "tb", "videos"}
@@ -275,7 +279,8 @@ def lock(run: Run) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot lock run folder {run.folder}: {exc.strerror or exc}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
