@@ -141,10 +141,10 @@ def logged(metrics: Path) -> int:
     """Episodes the run has finished (its metrics log, or run folder's, is flushed per
     episode)."""
     from pongxp.metrics import read as read_metrics
-    from pongxp.run_folder import log_of
+    from pongxp.run_folder import Run
 
-    metrics = log_of(metrics)
-    records = read_metrics(metrics) if metrics.exists() else []
+    metrics = Run(metrics).log if metrics.is_dir() else metrics  # (run.json may come later)
+    records = read_metrics(metrics) if metrics.is_file() else []
     return max((r["episode"] for r in records), default=0)
 
 
