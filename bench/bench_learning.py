@@ -41,6 +41,7 @@ import numpy as np
 
 from pongxp import metrics
 from pongxp.config import PRESETS, usable_cores
+from pongxp.run_folder import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (-15.0, -10.0, -5.0, 0.0)
@@ -102,22 +103,22 @@ def run_all(
     With ``until``, a run also stops (SIGTERM: it saves and can be resumed)
     once its running reward reaches that level: a screen needs no more. With
     ``tensorboard``, a new run also writes TensorBoard events (with the
-    per-batch policy figures of ``pongxp.diagnostics``) into ``<stem>-tb``.
+    per-batch policy figures of ``pongxp.diagnostics``) into its run folder's ``tb/``.
     """
     todo = []
     for name, flags, stem in runs:
-        # Not with_suffix: a name such as b20-lr1.4e-3-s0 has a dot of its own.
-        log = stem.with_name(stem.name + ".jsonl")
+        run = Run(stem)  # the run's folder: runs_dir/<name>-s<seed>
+        log = run.log
         done = len(log.read_text().splitlines()) if log.exists() else 0
         if done >= episodes or _reached(log, until):
             continue
-        ckpt = stem.with_name(stem.name + ".npz")
-        start = ["--resume", str(ckpt)] if ckpt.exists() else ["--overwrite", *flags]
+        ckpt = run.checkpoint
+        start = ["--resume", str(stem)] if ckpt.exists() else ["--run", str(stem), *flags]
         if tensorboard and not ckpt.exists():
-            start += ["--tensorboard", str(stem.with_name(stem.name + "-tb"))]
+            start += ["--tensorboard"]
         cmd = [sys.executable, str(ROOT / "train.py"), *start, "--episodes", str(episodes),
-               "--checkpoint", str(ckpt), "--metrics", str(log), "--num-envs", "1",
-               "--device", "cpu", "--quiet", "--checkpoint-every", "100"]  # fmt: skip
+               "--num-envs", "1", "--device", "cpu", "--quiet",
+               "--checkpoint-every", "100"]  # fmt: skip
         todo.append((name, cmd, log))
     running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
     while todo or running:
@@ -144,7 +145,7 @@ def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path,
     for name, flags in settings.items():
         per_seed = {}
         for seed in seeds:
-            log = runs_dir / f"{name}-s{seed}.jsonl"
+            log = Run(runs_dir / f"{name}-s{seed}").log
             if not log.exists():
                 continue
             records = metrics.read(log)
@@ -357,15 +358,15 @@ def main(argv: list[str] | None = None) -> None:
         "compare_at": args.compare_at,
         "table": report(settings, args.seeds, args.runs, args.compare_at),
     }
-    logs = sorted(args.runs.glob("*.jsonl"))
-    wanted = [p for p in logs if p.stem.rsplit("-s", 1)[0] in settings]
+    logs = sorted(p.parent for p in args.runs.glob("*/metrics.jsonl"))  # run folders
+    wanted = [p for p in logs if p.name.rsplit("-s", 1)[0] in settings]
     if wanted:
         from pongxp.plot import plot_files
 
         png = args.out / f"{args.name}.png"
         args.out.mkdir(parents=True, exist_ok=True)
         # Steps, not wall time: the runs of a sweep share cores unevenly.
-        plot_files(wanted, png, labels=[p.stem for p in wanted], x=("episode", "steps"))
+        plot_files(wanted, png, labels=[p.name for p in wanted], x=("episode", "steps"))
         record["plot"] = str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png)
     record["verdicts"] = [
         f"{name} seed {seed}: 0 reached at " + (_cell(r["reached"]["0"], r["episodes"]))

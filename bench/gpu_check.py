@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -818,11 +819,11 @@ def train_part(
     metrics = report.out / f"train-{device}.jsonl"
     timings = report.out / f"train-{device}-timings.json"
     with tempfile.TemporaryDirectory() as tmp:  # the checkpoint is not a result
-        ckpt = Path(tmp) / "run.npz"
+        ckpt = Path(tmp) / "run" / "checkpoint.npz"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--train-child", str(timings)]
         cmd += ["--device", device, "--num-envs", str(actors), "--batch-size", str(batch)]
         cmd += ["--episodes", str(episodes), "--hidden", str(args.hidden), "--seed", "0"]
-        cmd += ["--checkpoint", str(ckpt), "--metrics", str(metrics), "--overwrite"]
+        cmd += ["--run", str(ckpt.parent)]
         cmd += ["--checkpoint-every", str(episodes), "--quiet"]
         print(
             f"... train --device {device}: {actors} actors, {episodes} episodes, "
@@ -831,6 +832,8 @@ def train_part(
         )
         run = run_part(cmd, report.out / "train.log", limit, env)
         report.parts[f"train-{device}"] = run
+        if ckpt.with_name("metrics.jsonl").exists():  # the log is a result
+            shutil.copyfile(ckpt.with_name("metrics.jsonl"), metrics)
         summary = None
         if run.returncode == 0 and ckpt.exists() and timings.exists():
             summary = train_summary(device, actors, run, timings, metrics, ckpt)

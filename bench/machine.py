@@ -208,9 +208,12 @@ def finish_record(record: dict[str, Any], started: float) -> None:
 def training_paths(
     tmp: Path, num_envs: int, seed: int, batches: int, actors: str = "processes"
 ) -> tuple[Path, Path]:
-    """The checkpoint and metrics log of the ``train_run`` run with these settings."""
-    name = f"bench-{actors}-{num_envs}-{seed}-{batches}"
-    return tmp / f"{name}.npz", tmp / f"{name}.jsonl"
+    """The checkpoint and metrics log of the ``train_run`` run with these settings (in
+    its run folder)."""
+    from pongxp.run_folder import Run
+
+    run = Run(tmp / f"bench-{actors}-{num_envs}-{seed}-{batches}")
+    return run.checkpoint, run.log
 
 
 def train_run(
@@ -237,7 +240,7 @@ def train_run(
     from pongxp.config import TrainConfig
     from pongxp.trainer import train
 
-    ckpt, metrics = training_paths(tmp, num_envs, seed, batches, actors)
+    ckpt, _ = training_paths(tmp, num_envs, seed, batches, actors)
     cfg = TrainConfig(
         actors=actors,
         env_id=args.env_id,
@@ -248,8 +251,7 @@ def train_run(
         seed=seed,
         device="cpu",
         dtype=args.dtype,
-        checkpoint=str(ckpt),
-        metrics=str(metrics),
+        run=str(ckpt.parent),
         checkpoint_every=10**9,  # only the final save, which is outside the timed loop
     )
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's start/done lines

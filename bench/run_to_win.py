@@ -3,8 +3,8 @@
     python bench/run_to_win.py OUT --until 0 --time-limit 540 -- --preset steps \\
         --device gpu --num-envs 16 --batch-size 16 --seed 1
 
-Runs ``train.py`` with the flags after ``--`` (checkpoint and log in
-``--work``, outside the repo), stops it with SIGTERM (it saves) once its
+Runs ``train.py`` with the flags after ``--`` (its run folder in ``--work``,
+outside the repo), stops it with SIGTERM (it saves) once its
 running reward reaches ``--until`` or ``--time-limit`` seconds pass, and writes
 into OUT: the training output (``train.log``), the per-episode log
 (``metrics.jsonl``), ``summary.json`` and ``summary.md``: steps/s, the actors'
@@ -58,13 +58,14 @@ def last_record(log: Path) -> tuple[int, float] | None:
 
 def run_go(args: argparse.Namespace, go: int) -> dict[str, Any]:
     """One go: start or resume the run; stop it at ``--until`` or the time limit."""
-    ckpt, log = args.work / "run.npz", args.out / "metrics.jsonl"
+    run = args.work / "run"  # the run folder
+    log = run / "metrics.jsonl"
     timings = args.work / f"timings-{go}.json"
-    if ckpt.exists():
-        flags = ["--resume", str(ckpt), "--episodes", str(args.episodes)]
+    if (run / "checkpoint.npz").exists():
+        flags = ["--resume", str(run), "--episodes", str(args.episodes)]
     else:
-        flags = [*args.train, "--episodes", str(args.episodes), "--overwrite"]
-    flags += ["--checkpoint", str(ckpt), "--metrics", str(log), "--checkpoint-every", "500"]
+        flags = [*args.train, "--episodes", str(args.episodes), "--run", str(run)]
+    flags += ["--checkpoint-every", "500"]
     cmd = [sys.executable, str(GPU_CHECK), "--train-child", str(timings), *flags]
     before = last_record(log)  # a second go: the first go's lines do not count
     started = time.perf_counter()
@@ -95,7 +96,7 @@ def run_go(args: argparse.Namespace, go: int) -> dict[str, Any]:
 
 
 def summary(args: argparse.Namespace, goes: list[dict[str, Any]]) -> dict[str, Any]:
-    ckpt = checkpoint.load(args.work / "run.npz")
+    ckpt = checkpoint.load(args.work / "run" / "checkpoint.npz")
     records = metrics.read(args.out / "metrics.jsonl")
     spans = copies = 0.0
     for path in sorted(args.work.glob("timings-*.json")):
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=float, default=0.0, help="running reward to stop at")
     parser.add_argument("--time-limit", type=float, default=540.0, help="seconds for this go")
     parser.add_argument("--episodes", type=int, default=100_000, help="passed to train.py")
-    parser.add_argument("--work", type=Path, help="checkpoint folder (default: OUT/../work)")
+    parser.add_argument("--work", type=Path, help="for the run folder (default: OUT/../work)")
     parser.add_argument("--note", default="", help="what else ran on the machine")
     args = parser.parse_args(ours)
     args.train = train
@@ -170,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     go = run_go(args, len(goes) + 1) | {"train": args.train}
     goes.append(go)
     goes_file.write_text(json.dumps(goes) + "\n")
-    if not (args.work / "run.npz").exists():
+    if not (args.work / "run" / "checkpoint.npz").exists():
         print(f"run_to_win: no checkpoint; see {args.out / 'train.log'}", file=sys.stderr)
         return 1
+    shutil.copy(args.work / "run" / "metrics.jsonl", args.out / "metrics.jsonl")
     shutil.copy(goes_file, args.out / "goes.json")
     s = summary(args, goes)
     info = machine.describe()

@@ -2,7 +2,7 @@
 
 The package is one module per job:
 
-- ``config``      every hyperparameter and setting, with validation
+- ``config``      every setting, declared once with its flag, help and bounds
 - ``backend``     picks the array namespace ``xp`` (NumPy, CuPy or array-api-strict)
                   and moves data between host and device; the only module that
                   knows which library it is
@@ -12,12 +12,14 @@ The package is one module per job:
 - ``optim``       RMSProp (``xp``)
 - ``update``      one policy-gradient update over a batch of episodes (``xp``)
 - ``batch``       stacks episodes into one compact host batch
+- ``slot_share``  where a slot's share of a batch of steps ends (``--batch-steps``)
 - ``rollout``     plays episodes in the ALE emulator on the CPU
 - ``workers``     runs several rollout actors in parallel processes
+- ``ray_pool``    the same actors on Ray, locally or on a cluster (extra ``ray``)
 - ``committed``   the training state at a batch boundary
 - ``checkpoint``  atomic save, strict load
 - ``metrics``     the per-episode JSONL log, written and read back (strictly, as input)
-- ``resume``      which files a run writes; keeps other runs' files safe on resume
+- ``run_folder``  a run is a folder: hands out every path of a run, its manifest and lock
 - ``trainer``     the training loop
 - ``interrupts``  Ctrl-C, SIGTERM and SIGHUP: one way to stop, at any moment
 - ``progress``    the progress bar (terminal) or plain lines (logs) during training
@@ -25,8 +27,8 @@ The package is one module per job:
 - ``plot``        learning curves from metrics logs (matplotlib, extra ``plot``)
 - ``video``       MP4/GIF of the agent playing, at game speed (imageio, extra ``video``)
 - ``weights_picture`` W1's rows as 80x80 images, what the network learned (Pillow, extra ``plot``)
+- ``diagnostics`` per-batch figures of the policy for TensorBoard (``xp``)
 - ``tensorboard_log`` TensorBoard event files from training or a log (extra ``tensorboard``)
-- ``event_files`` whose event files a directory holds; cutting and copying their points
 - ``extras``      imports optional dependencies, naming the pip extra when missing
 - ``cli``         the ``train.py`` / ``python -m pongxp`` command line
 """

@@ -6,8 +6,9 @@ the new checkpoint, never a torn one. Loading uses ``allow_pickle=False`` (no
 code from the file is ever run) and checks every key, shape, dtype and value
 before anything is used.
 
-A failed load names any older kept checkpoint (``--keep``) that does load, so
-one bad file costs one checkpoint interval, not the run.
+A failed load names any older kept checkpoint (``--keep``) of the run that does
+load, so one bad file costs one checkpoint interval, not the run. A run folder
+stands for its checkpoint (``run_folder.checkpoint_of``).
 
 Test hook: ``PONGXP_TEST_SAVE_DELAY=<seconds>`` makes every save sleep half
 that time after creating its (still empty) temporary file and half after
@@ -22,8 +23,6 @@ import binascii
 import contextlib
 import json
 import os
-import re
-import shutil
 import time
 import zipfile
 import zlib
@@ -53,7 +52,7 @@ REQUIRED = (
     "config",
 )
 STREAM_KEY = {1: "actors", 2: "streams"}  # by format version
-# Optional: where the run's metrics log is (resume.py); older files lack it.
+# Optional, read only: where an older pongxp's flat checkpoint had its metrics log.
 LOG_KEY = "metrics_log"
 # Optional: the step count the log holds at the checkpoint's episode, where it
 # is not total_steps (a batch of steps plays on after an episode's end).
@@ -85,8 +84,8 @@ class Checkpoint:
     config: TrainConfig
     streams: list[dict[str, Any]]  # per batch slot: see workers.py; [] from format 1
     agent: bool = False  # an agent file (``save_agent``): weights only, no cache or streams
-    # The run's metrics log, relative to the checkpoint's directory (resume.py);
-    # None in files written before it was recorded.
+    # An older flat checkpoint's metrics log, relative to its directory
+    # (run_folder's import of old runs); None in run folders' checkpoints.
     metrics_log: str | None = None
     # total_steps as the log records it at ``episode``; None: total_steps itself.
     logged_steps: int | None = None
@@ -97,12 +96,8 @@ class Checkpoint:
         return self.total_steps if self.logged_steps is None else self.logged_steps
 
 
-def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
-    """Write ``ckpt`` to ``path`` atomically; with keep > 1 also keep history.
-
-    History copies are ``<stem>.ep<episode>.npz`` beside ``path``; the newest
-    ``keep`` of them are kept (``path`` always holds the latest), and older
-    ones are deleted, also those of an earlier, larger ``keep`` (keep 1: all).
+def save(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
+    """Write ``ckpt`` to ``path`` atomically.
 
     Raises:
         CheckpointError: the directory cannot be written (full, read-only, ...);
@@ -118,15 +113,12 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint, keep: int = 1) -> Path:
         "config": np.asarray(ckpt.config.to_json()),
         "streams": np.asarray(json.dumps(ckpt.streams)),
     }
-    if ckpt.metrics_log is not None:
-        arrays[LOG_KEY] = np.asarray(ckpt.metrics_log)
     if ckpt.logged_steps is not None and ckpt.logged_steps != ckpt.total_steps:
         arrays[LOGGED_STEPS_KEY] = np.asarray(ckpt.logged_steps, dtype=np.int64)
     for name in WEIGHT_NAMES:
         arrays[name] = np.asarray(ckpt.params[name])
         arrays[f"cache_{name}"] = np.asarray(ckpt.cache[name])
     _write_atomically(path, arrays)
-    _keep_history(path, ckpt.episode, keep)
     return path
 
 
@@ -134,7 +126,7 @@ def temp_name(path: Path, pid: int) -> Path:
     """Where process ``pid`` writes ``path`` before renaming it into place.
 
     Hidden and with a different suffix, so neither ``load`` of the real name
-    nor ``history_paths`` can ever pick up a half-written file.
+    nor a listing of kept checkpoints can ever pick up a half-written file.
     """
     return path.with_name(f".{path.name}.tmp-{pid}")
 
@@ -196,7 +188,7 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
         reason = exc.strerror or type(exc).__name__
         raise CheckpointError(
             f"cannot write checkpoint {path}: {reason}; the previous checkpoint is unchanged "
-            "(free space or choose a writable --checkpoint path)"
+            "(free space, or continue the run in a writable folder with --run)"
         ) from exc
     except BaseException:
         with contextlib.suppress(OSError):
@@ -274,52 +266,6 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def history_paths(path: str | os.PathLike[str]) -> list[Path]:
-    """Kept history checkpoints of ``path``, oldest first."""
-    path = Path(path)
-    pattern = re.compile(re.escape(path.stem) + r"\.ep(\d+)" + re.escape(path.suffix) + "$")
-    found = []
-    if path.parent.is_dir():
-        for p in path.parent.iterdir():
-            m = pattern.match(p.name)
-            if m:
-                found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
-
-
-def _keep_history(path: Path, episode: int, keep: int) -> None:
-    """Add ``path`` (just written) to its history if ``keep`` > 1, then delete
-    all but the newest ``keep`` history copies (keep 1: every one)."""
-    snapshot = path.with_name(f"{path.stem}.ep{episode:08d}{path.suffix}")
-    try:
-        if keep > 1:
-            with contextlib.suppress(FileNotFoundError):
-                snapshot.unlink()
-            try:
-                os.link(path, snapshot)  # the same bytes, no second write
-            except OSError:  # a filesystem without hard links (FAT, some network mounts)
-                _copy_atomically(path, snapshot)
-        history = history_paths(path)
-        for old in history if keep == 1 else history[:-keep]:
-            old.unlink()
-    except OSError as exc:
-        raise CheckpointError(
-            f"saved {path} but cannot keep history {snapshot.name}: {exc.strerror or exc}"
-        ) from exc
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    tmp = temp_name(target, os.getpid())
-    try:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def load(
     path: str | os.PathLike[str], hidden: int | None = None, use_older: str = "use {} instead"
 ) -> Checkpoint:
@@ -332,43 +278,23 @@ def load(
 
     Raises:
         CheckpointError: one line naming the file and what is wrong, and the
-            newest older kept checkpoint that does load, if there is one.
+            newest older kept checkpoint of its run that does load, if there is one.
     """
-    path = Path(path)
+    from pongxp.run_folder import checkpoint_of
+
+    path, older = checkpoint_of(path)
     try:
         return _load(path, hidden)
     except CheckpointError as exc:
-        fallback = _newest_good_history(path, hidden)
-        if fallback is None:
-            raise
-        raise CheckpointError(
-            f"{exc}; an older kept checkpoint loads: {use_older.format(fallback)}"
-        ) from None
-
-
-def looks_like_checkpoint(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` loads as a pongxp checkpoint or agent file."""
-    try:
-        _load(Path(path), None)
-    except CheckpointError:
-        return False
-    return True
-
-
-def _newest_good_history(path: Path, hidden: int | None) -> Path | None:
-    """The newest ``--keep`` history file of ``path`` that loads, if any.
-
-    The newest history file is a hard link to ``path`` itself (the same bytes;
-    a copy where the filesystem has no hard links), so it is skipped when
-    ``path`` is bad for the same reason.
-    """
-    for candidate in reversed(history_paths(path)):
-        try:
-            _load(candidate, hidden)
-        except CheckpointError:
-            continue
-        return candidate
-    return None
+        for candidate in older:
+            try:
+                _load(candidate, hidden)
+            except CheckpointError:
+                continue
+            raise CheckpointError(
+                f"{exc}; an older kept checkpoint loads: {use_older.format(candidate)}"
+            ) from None
+        raise
 
 
 def _load(path: Path, hidden: int | None) -> Checkpoint:

@@ -9,276 +9,56 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from pongxp import __version__, interrupts
-from pongxp.config import (
-    ACTORS,
-    DEFAULT_CHECKPOINT,
-    DEFAULT_METRICS,
-    DEVICES,
-    DTYPES,
-    PRESETS,
-    STANDARDIZE,
-    TrainConfig,
-)
+from pongxp.config import PRESETS, RESTORED, SETTINGS, TrainConfig, flag, shown_default
 
 DEFAULTS = TrainConfig()
-_FLAG = {"learning_rate": "lr"}  # setting -> flag, where they differ
-
-# Algorithm settings a resume takes from the checkpoint unless given again.
-FROM_CHECKPOINT = (
-    "hidden",
-    "batch_size",
-    "batch_steps",
-    "batch_steps_from",
-    "learning_rate",
-    "lr_end",
-    "lr_end_at",
-    "entropy_bonus",
-    "standardize",
-    "gamma",
-    "decay_rate",
-    "seed",
-    "env_id",
-    "dtype",
-    "checkpoint_every",
-    "keep",
-    "video_every",
-    "tensorboard",
-)
 
 
 def _preset_flags(name: str) -> str:
     """A preset as the flags it stands for, e.g. ``--lr 0.001``."""
-    return " ".join(
-        f"--{_FLAG.get(k, k).replace('_', '-')} {v:g}"
-        if isinstance(v, (int, float))
-        else f"--{_FLAG.get(k, k).replace('_', '-')} {v}"
-        for k, v in PRESETS[name].items()
-    )
+    return " ".join(f"--{flag(k)} {shown_default(v)}" for k, v in PRESETS[name].items())
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    alg = parser.add_argument_group("algorithm")
-    alg.add_argument(
+    """Every setting's flag, made from its declaration on TrainConfig (``config.setting``),
+    and the flags that are not settings (--preset, --quiet)."""
+    groups = {
+        name: parser.add_argument_group(name)
+        for name in ("algorithm", "environment", "device", "run")
+    }
+    groups["algorithm"].add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=None,
         help="named hyperparameters; flags given too win. karpathy: the defaults below "
-        f"(pg-pong.py's). fast: {_preset_flags('fast')}, same algorithm, wins in far fewer "
-        f"episodes (README: Training to win). many-cores: {_preset_flags('many-cores')}, "
-        "for more than 10 cores (README: How long on your machine). steps: "
-        f"{_preset_flags('steps')}, batches of steps, the fewest steps to a win "
-        "(README: Batches of steps)",
+        f"(pg-pong.py's). fast: {_preset_flags('fast')}, the same algorithm, learns in "
+        f"fewer episodes. many-cores: {_preset_flags('many-cores')}, for more than 10 cores. "
+        f"steps: {_preset_flags('steps')}, batches of steps (README: Training to win)",
     )
-    alg.add_argument(
-        "--episodes",
-        type=int,
-        default=None,
-        help="total episodes to reach, counting those before a resume; with --batch-steps "
-        f"the last batch may end a few more (default {d.episodes})",
-    )
-    alg.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help=f"episodes per RMSProp update; with --batch-steps, the slots that share a "
-        f"batch's steps, one emulator each (default {d.batch_size})",
-    )
-    alg.add_argument(
-        "--batch-steps",
-        type=int,
-        default=None,
-        metavar="S",
-        help="make a batch S emulator steps of whole points instead of --batch-size whole "
-        "episodes: each slot plays at least S / batch-size steps, stops at the end of a "
-        "point and carries its game into the next batch, so updates come at a steady rate "
-        "however long the games get. S is the learning setting; --batch-size only sets how "
-        "many actors can be busy, so give it the number of cores or a multiple of it, 10 or "
-        "more (34000 on 20 and on 64 slots learned alike; default 0: whole episodes)",
-    )
-    alg.add_argument(
-        "--batch-steps-from",
-        type=float,
-        default=None,
-        metavar="R",
-        help="with --batch-steps: batches of --batch-size whole episodes while the running "
-        "reward is below R, batches of steps while it is at R or above (default: steps "
-        "throughout)",
-    )
-    alg.add_argument(
-        "--lr",
-        "--learning-rate",
-        dest="learning_rate",
-        type=float,
-        default=None,
-        help=f"RMSProp learning rate (default {d.learning_rate:g})",
-    )
-    alg.add_argument(
-        "--lr-end",
-        type=float,
-        default=None,
-        metavar="LR",
-        help="a learning-rate schedule: the rate goes linearly from --lr at a running "
-        "reward of -21 to LR at --lr-end-at, and stays LR above it (default: none)",
-    )
-    alg.add_argument(
-        "--lr-end-at",
-        type=float,
-        default=None,
-        metavar="R",
-        help=f"the running reward at which --lr-end is reached, in (-21, 21] "
-        f"(default {d.lr_end_at:g})",
-    )
-    alg.add_argument(
-        "--standardize",
-        choices=STANDARDIZE,
-        default=None,
-        help="standardise the returns by each episode's mean and spread (Karpathy's; with "
-        "--batch-steps, each piece of an episode a slot played in the batch) or by the "
-        f"whole batch's (default {d.standardize})",
-    )
-    alg.add_argument(
-        "--entropy-bonus",
-        type=float,
-        default=None,
-        metavar="BETA",
-        help="an addition to REINFORCE: also climb BETA x the policy's entropy, which "
-        f"keeps it from turning deterministic too soon (default {d.entropy_bonus:g}: none)",
-    )
-    alg.add_argument(
-        "--gamma",
-        type=float,
-        default=None,
-        help=f"reward discount factor, in (0, 1] (default {d.gamma})",
-    )
-    alg.add_argument(
-        "--decay-rate",
-        type=float,
-        default=None,
-        help=f"RMSProp decay of the squared-gradient cache, in (0, 1] (default {d.decay_rate})",
-    )
-    alg.add_argument(
-        "--hidden", type=int, default=None, help=f"hidden units H (default {d.hidden})"
-    )
-    alg.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help=f"seed for weights, emulators and action sampling (default {d.seed})",
-    )
-    env = parser.add_argument_group("environment")
-    env.add_argument(
-        "--env-id",
-        default=None,
-        help=f"Gymnasium Pong id; {d.env_id} is the tutorial's (default {d.env_id})",
-    )
-    env.add_argument(
-        "--num-envs",
-        type=_num_envs,
-        default=None,
-        help="rollout actors, one emulator process each; auto = the cores this process may "
-        "use (os.sched_getaffinity), at most --batch-size. The episodes played do not "
-        f"depend on it, only the speed (default {d.num_envs})",
-    )
-    env.add_argument(
-        "--actors",
-        choices=ACTORS,
-        default=None,
-        help="where the rollout actors run: processes on this machine, or ray actors "
-        "(needs pongxp[ray]) on a local Ray instance or the cluster at --ray-address; "
-        f"the episodes are the same (default {d.actors})",
-    )
-    env.add_argument(
-        "--ray-address",
-        metavar="ADDRESS",
-        default=None,
-        help="join the Ray cluster whose head is at ADDRESS (HOST:PORT, as `ray start "
-        "--head` prints it; or auto), with --actors ray; --num-envs auto then starts "
-        "one actor per cluster CPU. Default: $RAY_ADDRESS if set, else a local Ray "
-        "instance for this run",
-    )
-    dev = parser.add_argument_group("device")
-    dev.add_argument(
-        "--device",
-        choices=DEVICES,
-        default=d.device,
-        help="where the update math runs: cpu, gpu (CuPy) or auto = gpu if usable "
-        f"(default {d.device}); rollouts always run on the CPU",
-    )
-    dev.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default=None,
-        help=f"float type of the math (default {d.dtype}: half the memory and about "
-        "twice the update speed of float64; gradients agree to ~1e-4)",
-    )
-    run = parser.add_argument_group("checkpoints and logs")
-    run.add_argument(
-        "--checkpoint",
-        default=None,
-        help=f"checkpoint file to write, ending in .npz (default {DEFAULT_CHECKPOINT}; "
-        "on --resume, the resumed run's own)",
-    )
-    run.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        help=f"save after this many episodes (default {d.checkpoint_every}); "
-        "also at the end and on Ctrl-C/SIGTERM",
-    )
-    run.add_argument(
-        "--keep",
-        type=int,
-        default=None,
-        help=f"checkpoints to keep, the newest as --checkpoint and all as "
-        f"<name>.ep<N>.npz when > 1; lowering it deletes the older copies (default {d.keep})",
-    )
-    run.add_argument(
-        "--resume",
-        metavar="CHECKPOINT",
-        default=None,
-        help="continue the run saved in CHECKPOINT exactly: its settings, episode target, "
-        "checkpoint and log are used unless given again (a --keep copy continues the "
-        "checkpoint it was kept from)",
-    )
-    run.add_argument(
-        "--metrics",
-        default=None,
-        help=f"per-episode JSONL log (default {DEFAULT_METRICS}; on --resume, the log the "
-        "resumed run wrote)",
-    )
-    run.add_argument(
-        "--video-every",
-        type=int,
-        default=None,
-        metavar="K",
-        help="record a video of one extra episode (own emulator, same weights) each K "
-        "episodes into <checkpoint>-videos/; needs the video extra (default 0: off)",
-    )
-    run.add_argument(
-        "--tensorboard",
-        metavar="DIR",
-        default=None,
-        help="also write TensorBoard event files into DIR as the run trains (global step: "
-        "emulator steps); view with `tensorboard --logdir DIR`; a resume keeps writing "
-        "there; needs the tensorboard extra (default: off)",
-    )
-    run.add_argument(
-        "--no-tensorboard",
-        dest="tensorboard",
-        action="store_const",
-        const="",
-        help="on a resume, stop writing the checkpoint's TensorBoard event files",
-    )
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start a new run even if --checkpoint or --metrics exist (they are replaced); "
-        "without it such a run stops with a hint to --resume. With --resume: let the run "
-        "replace another run's --checkpoint or --metrics, or start a new log where its "
-        "own is missing or does not match the checkpoint",
-    )
-    run.add_argument("--quiet", action="store_true", help="no per-episode output")
+    for f in SETTINGS:
+        meta = f.metadata
+        group = groups[meta["group"]]
+        names = ["--" + flag(f.name), *meta["aliases"]]
+        shown = "" if f.default is None or "(default" in meta["help"] else (
+            f" (default {shown_default(f.default)})"
+        )  # fmt: skip
+        if meta["kind"] is bool:  # a switch, and its --no- form for a resume
+            group.add_argument(
+                *names, dest=f.name, action="store_const", const=True, default=None,
+                help=meta["help"] + " (default: off)",
+            )  # fmt: skip
+            group.add_argument(
+                "--no-" + flag(f.name), dest=f.name, action="store_const", const=False,
+                help=f"on a resume, stop what --{flag(f.name)} does",
+            )  # fmt: skip
+            continue
+        kind = _num_envs if f.name == "num_envs" else meta["kind"]
+        group.add_argument(
+            *names, dest=f.name, type=kind, choices=meta["choices"], default=None,
+            metavar=meta["metavar"] or flag(f.name).upper().replace("-", "_"),
+            help=meta["help"] + shown,
+        )  # fmt: skip
+    groups["run"].add_argument("--quiet", action="store_true", help="no per-episode output")
 
 
 def _num_envs(text: str) -> int | str:
@@ -306,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         given = getattr(args, f.name, None)
         if given is None:
             given = preset.get(f.name)
-        if f.name in FROM_CHECKPOINT or f.name == "episodes":
+        if f.name in RESTORED:
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:
             values[f.name] = given
@@ -336,7 +116,8 @@ def _interpreter() -> str:
 def _train(args: argparse.Namespace, command: str) -> int:
     from pongxp.trainer import train
 
-    train(config_from_args(args), quiet=args.quiet, command=command)
+    cfg = config_from_args(args)
+    train(cfg, quiet=args.quiet, command=command, name=f"{args.preset or 'pong'}-seed{cfg.seed}")
     return 0
 
 
@@ -375,7 +156,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "pongxp evaluat
         "(mean, std, min, max) and the win rate against the built-in opponent. "
         "Runs on the CPU; checkpoints from any device work.",
     )
-    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("checkpoint", help="a run folder, or a .npz checkpoint or agent file")
     parser.add_argument("--episodes", type=int, default=10, help="games to play (default 10)")
     parser.add_argument(
         "--greedy",
@@ -430,7 +211,9 @@ def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> i
         "and against training wall time, or as --x says) of one or more runs into an "
         "image. Needs the plot extra.",
     )
-    parser.add_argument("metrics", nargs="+", help="metrics .jsonl files, one run each")
+    parser.add_argument(
+        "metrics", nargs="+", help="run folders or metrics .jsonl files, one run each"
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -442,7 +225,7 @@ def plot_main(argv: Sequence[str] | None = None, prog: str = "pongxp plot") -> i
         "--label",
         action="append",
         default=None,
-        help="legend name of a run; once per file, in order (default: the file names)",
+        help="legend name of a run; once per run, in order (default: the folder or file names)",
     )
     parser.add_argument("--title", default=None, help="figure title")
     parser.add_argument(
@@ -493,12 +276,12 @@ def video_main(argv: Sequence[str] | None = None, prog: str = "pongxp video") ->
         "MP4 at 60 fps, or GIF at 20 fps (also the fallback when no ffmpeg is installed). "
         "Needs the video extra.",
     )
-    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("checkpoint", help="a run folder, or a .npz checkpoint or agent file")
     parser.add_argument(
         "-o",
         "--output",
         default=None,
-        help="a .mp4 or .gif file (default: runs/<checkpoint name>.mp4)",
+        help="a .mp4 or .gif file (default: runs/<run or checkpoint name>.mp4)",
     )
     parser.add_argument(
         "--show-input",
@@ -563,7 +346,7 @@ def export_main(argv: Sequence[str] | None = None, prog: str = "pongxp export") 
         "5 MB at H = 200). evaluate and video take it like a checkpoint, and any program "
         "that reads W1 and W2 from the .npz can play with it; it cannot be resumed.",
     )
-    parser.add_argument("checkpoint", help="a .npz checkpoint written by training")
+    parser.add_argument("checkpoint", help="a run folder or a .npz checkpoint")
     parser.add_argument("output", help="the agent file to write, ending in .npz")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
@@ -575,11 +358,16 @@ def _export(args: argparse.Namespace) -> int:
 
     from pongxp import checkpoint
     from pongxp.config import CHECKPOINT_SUFFIX, ConfigError, check_suffix
-    from pongxp.resume import check_not_same
+    from pongxp.run_folder import checkpoint_of
 
     out = Path(args.output)
     check_suffix(out, CHECKPOINT_SUFFIX, "the agent file")
-    check_not_same(args.output, args.checkpoint, "agent file")
+    source = checkpoint_of(args.checkpoint)[0]
+    if out.exists() and source.exists() and os.path.samefile(out, source):
+        raise ConfigError(
+            f"{out} is {source} itself; writing the agent file there would destroy it: "
+            "choose another output"
+        )
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; add --overwrite to replace it")
     checkpoint.check_writable(out, "agent file")
@@ -603,12 +391,12 @@ def weights_main(argv: Sequence[str] | None = None, prog: str = "pongxp weights"
         "for negative, grey for 0, each tile scaled to its own largest weight. Needs the "
         "plot extra.",
     )
-    parser.add_argument("checkpoint", help="an agent file or training checkpoint (.npz)")
+    parser.add_argument("checkpoint", help="a run folder, or a .npz checkpoint or agent file")
     parser.add_argument(
         "-o",
         "--output",
         default=None,
-        help="the .png to write (default: runs/<checkpoint name>-weights.png)",
+        help="the .png to write (default: runs/<run or checkpoint name>-weights.png)",
     )
     parser.add_argument(
         "--units", type=int, default=None, help="draw the first N hidden units (default: all)"
@@ -637,26 +425,31 @@ def _weights(args: argparse.Namespace) -> int:
 def tensorboard_main(argv: Sequence[str] | None = None, prog: str = "pongxp tensorboard") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Write finished runs' metrics logs as TensorBoard event files, each "
-        "into DIR/<log name>, with the curves train.py --tensorboard writes per episode "
-        "(global step: emulator steps). View with `tensorboard --logdir DIR`. "
-        "Needs the tensorboard extra.",
+        description="Write finished runs' metrics logs as TensorBoard event files, with the "
+        "curves train.py --tensorboard writes per episode (global step: emulator steps): "
+        "RUN... into each run folder's tb/, or LOG... DIR into DIR/<name> each. View with "
+        "`tensorboard --logdir runs` (or DIR). Needs the tensorboard extra.",
     )
-    parser.add_argument("logs", nargs="+", metavar="LOG", help="metrics .jsonl files")
-    parser.add_argument("directory", metavar="DIR", help="TensorBoard log directory")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace event files already in DIR/<log name>"
+        "sources",
+        nargs="+",
+        metavar="RUN|LOG",
+        help="run folders; or metrics .jsonl files (or run folders) and then DIR",
     )
     args = parser.parse_args(argv)
     return run_guarded(lambda: _tensorboard(args))
 
 
 def _tensorboard(args: argparse.Namespace) -> int:
+    from pongxp.run_folder import run_of
     from pongxp.tensorboard_log import convert_logs
 
-    for run in convert_logs(args.logs, args.directory, args.overwrite):
+    sources, directory = args.sources, None
+    if len(sources) > 1 and run_of(sources[-1]) is None:
+        sources, directory = sources[:-1], sources[-1]
+    for run in convert_logs(sources, directory):
         print(f"wrote {run.directory}: {run.episodes} episodes, {run.last_step:,} emulator steps")
-    print(f"view with: tensorboard --logdir {args.directory}")
+    print(f"view with: tensorboard --logdir {directory or 'runs'}")
     return 0
 
 

@@ -30,9 +30,6 @@ MAX_BATCH_SIZE = 1024
 #: Steps per update in a batch of steps (``--batch-steps``): as much memory as
 #: 1024 episodes of ~5k steps.
 MAX_BATCH_STEPS = 5_000_000
-#: Where a new run writes unless told (a resume writes the resumed run's own).
-DEFAULT_CHECKPOINT = "runs/pong.npz"
-DEFAULT_METRICS = "runs/pong.jsonl"
 #: Every checkpoint and agent file pongxp writes ends in this.
 CHECKPOINT_SUFFIX = ".npz"
 
@@ -84,10 +81,10 @@ def idle_cores_hint(
     head = f"note: a batch of {batch_size} {episodes} keeps {batch_size} of {cores} {where} busy"
     if batch_size < wide:
         return f"{head}; --preset many-cores (batch {wide}) keeps {min(cores, wide)} busy"
-    # Batches above 20 were slower per emulator step in the sweep, so say so.
+    # A larger batch also changes how the run learns: say where that is measured.
     return (
-        f"{head}; a larger --batch-size uses more, but batch 40 needed more steps to a "
-        "running reward of -10 (bench/results/learning.md)"
+        f"{head}; a larger --batch-size uses more, and changes how the run learns "
+        "(bench/README.md: learning speed)"
     )
 
 
@@ -139,67 +136,188 @@ def check_number(
         raise ConfigError(f"{flag} must be {allowed}{note}, got {value!r}")
 
 
+def setting(
+    default: Any,
+    help: str,
+    *,
+    group: str = "algorithm",
+    kind: type | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    above: bool = False,
+    note: str = "",
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    restored: bool = True,
+    hparam: bool = False,
+) -> Any:
+    """Declare one setting of ``TrainConfig``: everything else is derived from this.
+
+    The flag and its ``--help`` (``cli``), its check (``TrainConfig.validate``,
+    one line naming the flag), the list a resume restores from the checkpoint
+    (``RESTORED``), TensorBoard's hparams (``HPARAMS``), the run's manifest and
+    the options table of the docs (``options_table``) all read it.
+
+    Args:
+        default: the value when the flag is not given (None: off, or unset).
+        help: one line: what the flag does and how to choose it (no benchmark figures).
+        group: the ``--help`` section: algorithm, environment, device or run.
+        kind: int, float, str or bool; by default the default's type.
+        low, high, above, note: the bounds ``check_number`` checks (None: no bound).
+        choices: the values allowed (the parser refuses others).
+        flag: the flag's name without dashes, where it is not the field's.
+        aliases: other names of the flag, e.g. ``--learning-rate``.
+        restored: a resume takes it from the checkpoint unless it is given again
+            (False: where the run runs, e.g. --device, and where its files are).
+        hparam: shown in TensorBoard's HParams tab, to compare runs by.
+    """
+    metadata = {
+        "help": help,
+        "group": group,
+        "kind": kind or type(default),
+        "low": low,
+        "high": high,
+        "above": above,
+        "note": note,
+        "choices": choices,
+        "metavar": metavar,
+        "flag": flag,
+        "aliases": aliases,
+        "restored": restored,
+        "hparam": hparam,
+    }
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    """Hyperparameters and run settings. Defaults follow Karpathy's pg-pong.py.
-
-    ``dtype`` defaults to float32: it halves memory and roughly doubles update
-    speed on the CPU and is the fast path on GPUs; its gradients agree with
-    float64 to about 1e-4 (tests/test_math.py). float64 is there for exact
-    comparison with the NumPy tutorial's arithmetic.
-    """
+    """Hyperparameters and run settings, each declared once (``setting``).
+    Defaults follow Karpathy's pg-pong.py; ``dtype`` defaults to float32, whose
+    gradients agree with float64 to about 1e-4 (tests/test_math.py)."""
 
     # Algorithm
-    hidden: int = 200  # H, hidden units
-    batch_size: int = 10  # episodes per RMSProp update; with batch_steps, slots
-    # Emulator steps per update, in whole points (slot_share.py); 0 = batches of
-    # batch_size whole episodes, Karpathy's and the tutorial's.
-    batch_steps: int = 0
-    # With batch_steps: whole-episode batches while the running reward is below
-    # this, batches of steps while it is at or above (a dip below switches back;
-    # the rule needs no state of its own, so resumes stay exact). None: steps
-    # throughout.
-    batch_steps_from: float | None = None
-    learning_rate: float = 1e-4
-    # A schedule (None: none): the rate goes linearly from learning_rate at a
-    # running reward of -21 to lr_end at lr_end_at, and stays there above it.
-    lr_end: float | None = None
-    lr_end_at: float = 0.0
-    # beta of an entropy bonus, an addition to REINFORCE (update.py); 0 = none.
-    entropy_bonus: float = 0.0
-    # Returns standardised per episode (Karpathy's; per piece of one in a batch
-    # of steps) or over the whole batch.
-    standardize: str = "episode"
-    gamma: float = 0.99  # reward discount
-    decay_rate: float = 0.99  # RMSProp decay of the squared-gradient cache
-    seed: int = 0
+    hidden: int = setting(
+        200, "hidden units H; more can learn finer features, each update costs more", low=1,
+        hparam=True,
+    )  # fmt: skip
+    batch_size: int = setting(
+        10, "episodes per RMSProp update; with --batch-steps, the slots that share a batch's "
+        "steps, one emulator each: give the number of cores or a multiple of it", low=1,
+        high=MAX_BATCH_SIZE, hparam=True,
+    )  # fmt: skip
+    batch_steps: int = setting(
+        0, "make a batch S emulator steps of whole points instead of --batch-size whole "
+        "episodes: each slot plays at least S / batch-size steps, stops at the end of a point "
+        "and carries its game into the next batch, so updates come at a steady rate however "
+        "long the games get; S is the learning setting (bench/README.md)", low=0,
+        high=MAX_BATCH_STEPS, note=" (0: whole episodes)", metavar="S", hparam=True,
+    )  # fmt: skip
+    batch_steps_from: float | None = setting(
+        None, "with --batch-steps: batches of --batch-size whole episodes while the running "
+        "reward is below R, batches of steps while it is at R or above (default: steps "
+        "throughout)", kind=float, low=-21, high=21, metavar="R",
+    )  # fmt: skip
+    learning_rate: float = setting(
+        1e-4, "RMSProp learning rate; larger learns faster until the updates overshoot",
+        flag="lr", aliases=("--learning-rate",), low=0, above=True, hparam=True,
+    )  # fmt: skip
+    lr_end: float | None = setting(
+        None, "a learning-rate schedule: the rate goes linearly from --lr at a running reward "
+        "of -21 to LR at --lr-end-at, and stays LR above it (default: none)", kind=float,
+        low=0, above=True, metavar="LR",
+    )  # fmt: skip
+    lr_end_at: float = setting(
+        0.0, "the running reward at which --lr-end is reached", low=-21, high=21, above=True,
+        metavar="R",
+    )  # fmt: skip
+    entropy_bonus: float = setting(
+        0.0, "an addition to REINFORCE: also climb BETA x the policy's entropy, which keeps "
+        "it from turning deterministic too soon; 0: none", low=0, high=1, metavar="BETA",
+        hparam=True,
+    )  # fmt: skip
+    standardize: str = setting(
+        "episode", "standardise the returns by each episode's mean and spread (Karpathy's; "
+        "with --batch-steps, each piece of an episode a slot played in the batch) or by the "
+        "whole batch's", choices=STANDARDIZE, hparam=True,
+    )  # fmt: skip
+    gamma: float = setting(0.99, "reward discount factor", low=0, high=1, above=True, hparam=True)
+    decay_rate: float = setting(
+        0.99, "RMSProp decay of the squared-gradient cache", low=0, high=1, above=True,
+        hparam=True,
+    )  # fmt: skip
+    seed: int = setting(
+        0, "seed for the weights, the emulators and the action sampling", low=0, hparam=True
+    )
     # Environment. Pong-v0 is the tutorial's env: a frameskip drawn from 2..4 and
     # sticky actions (p=0.25), so published learning curves compare directly.
-    env_id: str = "Pong-v0"
-    # Rollout actors (one process each); "auto" = the usable cores. Episodes do not
-    # depend on it (workers.py), so it only changes speed.
-    num_envs: int | str = "auto"
-    # Where the actors run: "processes" on this machine, or "ray" actors on a local
-    # Ray instance or, with ray_address, an existing cluster (ray_pool.py).
-    actors: str = "processes"
-    ray_address: str | None = None
+    env_id: str = setting(
+        "Pong-v0", "the Gymnasium Pong id to play; Pong-v0 is the tutorial's (sticky actions, "
+        "a random frameskip)", group="environment", hparam=True,
+    )  # fmt: skip
+    # Episodes do not depend on it (workers.py), so it only changes speed.
+    num_envs: int | str = setting(
+        "auto", "rollout actors, one emulator process each; auto = the cores this process may "
+        "use (os.sched_getaffinity), at most --batch-size. The episodes played do not depend "
+        "on it, only the speed", group="environment", restored=False,
+    )  # fmt: skip
+    actors: str = setting(
+        "processes", "where the rollout actors run: processes on this machine, or ray actors "
+        "(needs pongxp[ray]) on a local Ray instance or the cluster at --ray-address; the "
+        "episodes are the same", group="environment", choices=ACTORS, restored=False,
+    )  # fmt: skip
+    ray_address: str | None = setting(
+        None, "join the Ray cluster whose head is at ADDRESS (HOST:PORT, as `ray start "
+        "--head` prints it; or auto), with --actors ray; --num-envs auto then starts one "
+        "actor per cluster CPU (default: $RAY_ADDRESS if set, else a local Ray instance)",
+        group="environment", kind=str, metavar="ADDRESS", restored=False,
+    )  # fmt: skip
+    device: str = setting(
+        "auto", "where the update math runs: cpu, gpu (CuPy) or auto = gpu if usable; "
+        "rollouts always run on the CPU", group="device", choices=DEVICES, restored=False,
+    )  # fmt: skip
+    dtype: str = setting(
+        "float32", "float type of the math: float32 is the fast one; float64 reproduces the "
+        "tutorial's arithmetic", group="device", choices=DTYPES,
+    )  # fmt: skip
     # Run
-    episodes: int = 10_000  # total episodes (including those before a resume)
-    device: str = "auto"
-    dtype: str = "float32"
-    # None: runs/pong.npz and runs/pong.jsonl for a new run, the resumed run's
-    # own files for a resume (resume.py fills them in).
-    checkpoint: str | None = None
-    checkpoint_every: int = 50  # episodes
-    keep: int = 1  # how many checkpoints to keep
-    metrics: str | None = None
-    video_every: int = 0  # episodes between training videos; 0 = none
-    tensorboard: str = ""  # directory for TensorBoard event files; "" = none
-    resume: str | None = None
-    # A fresh run may replace an existing checkpoint/log; a resume may replace
-    # another run's, or start a new log where its own is lost (resume.py).
-    overwrite: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    episodes: int = setting(
+        10_000, "total episodes to reach, counting those before a resume; with --batch-steps "
+        "the last batch may end a few more", group="run", low=1,
+    )  # fmt: skip
+    checkpoint_every: int = setting(
+        50, "save after this many episodes; also at the end and on Ctrl-C/SIGTERM",
+        group="run", low=1,
+    )  # fmt: skip
+    keep: int = setting(
+        1, "checkpoints to keep: with N > 1 the newest N also as checkpoints/epNNNNNNNN.npz "
+        "in the run folder, to go back to; lowering it deletes the older ones", group="run",
+        low=1,
+    )  # fmt: skip
+    video_every: int = setting(
+        0, "record a video of one extra episode (own emulator, same weights) each K episodes "
+        "into the run's videos/; needs the video extra", group="run", low=0, note=" (0: off)",
+        metavar="K",
+    )  # fmt: skip
+    tensorboard: bool = setting(
+        False, "also write TensorBoard event files into the run's tb/ as it trains (global "
+        "step: emulator steps); view every run with `tensorboard --logdir runs`; needs the "
+        "tensorboard extra; --no-tensorboard stops it on a resume", group="run",
+    )  # fmt: skip
+    # Where (run_folder.py): never saved in a checkpoint, never restored.
+    run: str | None = setting(
+        None, "the folder this run writes everything into (run.json, checkpoint.npz, "
+        "metrics.jsonl, tb/, videos/); new or empty (default: a new folder "
+        "runs/<preset>-seed<seed>[-N], named on the first line)", group="run", kind=str,
+        metavar="FOLDER", restored=False,
+    )  # fmt: skip
+    resume: str | None = setting(
+        None, "continue the run in folder RUN in place, exactly: its settings and episode "
+        "target unless given again. A kept checkpoint (RUN/checkpoints/epN.npz), --run NEW, "
+        "or an older pongxp's .npz continue in a new folder that starts with its episodes",
+        group="run", kind=str, metavar="RUN", restored=False,
+    )  # fmt: skip
 
     def validate(self, check_env: bool = True) -> TrainConfig:
         """Raise ConfigError naming the first bad value; return self when all are good.
@@ -211,28 +329,30 @@ class TrainConfig:
             check_env: also look the env id up in Gymnasium's registry (cheap:
                 no emulator is made), so a typo fails now, not after start-up.
         """
-        check_number("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE)
-        check_number(
-            "--batch-steps", self.batch_steps, 0, MAX_BATCH_STEPS, note=" (0: whole episodes)"
-        )
-        if self.batch_steps_from is not None:
-            check_number("--batch-steps-from", self.batch_steps_from, -21, 21, integer=False)
-            if not self.batch_steps:
-                raise ConfigError("--batch-steps-from needs --batch-steps, the batch it turns to")
+        for f in SETTINGS:  # the bounds and choices each setting declares
+            value, meta, name = getattr(self, f.name), f.metadata, "--" + flag(f.name)
+            if value is None and f.default is None:
+                continue  # off, or unset
+            if meta["low"] is not None:
+                check_number(
+                    name, value, meta["low"], meta["high"], integer=meta["kind"] is int,
+                    above=meta["above"], note=meta["note"],
+                )  # fmt: skip
+            elif meta["choices"] and value not in meta["choices"]:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}"
+                )
+            elif meta["kind"] is bool and not isinstance(value, bool):
+                raise ConfigError(f"{name} is on or off, got {value!r}")
+        # What no one setting's bounds say:
+        if self.batch_steps_from is not None and not self.batch_steps:
+            raise ConfigError("--batch-steps-from needs --batch-steps, the batch it turns to")
         if 0 < self.batch_steps < self.batch_size:
             raise ConfigError(
                 f"--batch-steps {self.batch_steps} gives each of the {self.batch_size} slots "
                 f"(--batch-size) no step; give at least {self.batch_size}, or a smaller "
                 "--batch-size"
             )
-        positive_ints = {
-            "episodes": self.episodes,
-            "hidden": self.hidden,
-            "checkpoint-every": self.checkpoint_every,
-            "keep": self.keep,
-        }
-        for name, value in positive_ints.items():
-            check_number(f"--{name}", value, 1)
         if self.num_envs != "auto" and not (
             isinstance(self.num_envs, int)
             and not isinstance(self.num_envs, bool)
@@ -242,29 +362,9 @@ class TrainConfig:
                 f"--num-envs must be auto or an integer from 1 to {MAX_NUM_ENVS}, "
                 f"got {self.num_envs!r}"
             )
-        # inf would turn the first update's weights into inf/NaN.
-        check_number("--lr", self.learning_rate, 0, integer=False, above=True)
-        if self.lr_end is not None:
-            check_number("--lr-end", self.lr_end, 0, integer=False, above=True)
-        check_number("--lr-end-at", self.lr_end_at, -21, 21, integer=False, above=True)
-        check_number("--entropy-bonus", self.entropy_bonus, 0, 1, integer=False)
-        if self.standardize not in STANDARDIZE:
-            raise ConfigError(
-                f"--standardize must be one of {', '.join(STANDARDIZE)}, got {self.standardize!r}"
-            )
-        for name, value in (("gamma", self.gamma), ("decay-rate", self.decay_rate)):
-            check_number(f"--{name}", value, 0, 1, integer=False, above=True)
         self._check_actors()
-        if self.device not in DEVICES:
-            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        check_number("--seed", self.seed, 0)
-        self._check_paths()
         if check_env:
             check_env_id(self.env_id)
-        check_number("--video-every", self.video_every, 0, note=" (0: off)")
-        self._check_tensorboard()
         return self
 
     def quota_at(self, running_reward: float, episodes: int) -> int | None:
@@ -311,8 +411,6 @@ class TrainConfig:
         return wanted, ""
 
     def _check_actors(self) -> None:
-        if self.actors not in ACTORS:
-            raise ConfigError(f"--actors must be one of {', '.join(ACTORS)}, got {self.actors!r}")
         if self.ray_address is None:
             return
         if self.actors != "ray":
@@ -322,30 +420,6 @@ class TrainConfig:
                 "--ray-address must be HOST:PORT (the address `ray start --head` prints), "
                 f"ray://HOST:PORT or auto, got {self.ray_address!r}"
             )
-
-    def _check_paths(self) -> None:
-        # Writing the metrics log over the checkpoint (or the file being resumed)
-        # would destroy it before the first episode.
-        paths = {"--checkpoint": self.checkpoint, "--metrics": self.metrics}
-        for name, value in paths.items():
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError(f"{name} must be a file path, got {value!r}")
-        if self.metrics is None:
-            return
-        metrics = os.path.abspath(self.metrics)
-        for name, value in (("--checkpoint", self.checkpoint), ("--resume", self.resume)):
-            if value is not None and os.path.abspath(value) == metrics:
-                raise ConfigError(f"--metrics must not be the same file as {name} ({value})")
-
-    def _check_tensorboard(self) -> None:
-        if not isinstance(self.tensorboard, str):
-            raise ConfigError(f"--tensorboard must be a directory path, got {self.tensorboard!r}")
-        if not self.tensorboard:
-            return
-        mine = os.path.abspath(self.tensorboard)
-        for name, value in (("--checkpoint", self.checkpoint), ("--metrics", self.metrics)):
-            if value is not None and os.path.abspath(value) == mine:
-                raise ConfigError(f"--tensorboard must be a directory of its own, not {name}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -361,7 +435,40 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise TypeError(f"settings are a JSON {type(data).__name__}, not an object")
         known = {f.name for f in dataclasses.fields(cls)}
+        if isinstance(data.get("tensorboard"), str):  # older versions: a directory or ""
+            data["tensorboard"] = bool(data["tensorboard"])
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: Every setting, as declared on TrainConfig (``setting``), in order.
+SETTINGS = tuple(f for f in dataclasses.fields(TrainConfig) if "help" in f.metadata)
+#: Settings a resume takes from the checkpoint unless given again.
+RESTORED = tuple(f.name for f in SETTINGS if f.metadata["restored"])
+#: Settings shown in TensorBoard's HParams tab, to compare runs by.
+HPARAMS = tuple(f.name for f in SETTINGS if f.metadata["hparam"])
+
+
+def flag(name: str) -> str:
+    """A setting's flag without the dashes: ``learning_rate`` -> ``lr``."""
+    meta = TrainConfig.__dataclass_fields__[name].metadata
+    return meta.get("flag") or name.replace("_", "-")
+
+
+def shown_default(value: Any) -> str:
+    """A default as ``--help`` and the docs show it: ``1e-4``, ``10000``, ``auto``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def options_table() -> str:
+    """The docs' options table (markdown), one row a setting, from the declarations."""
+    rows = ["| flag | default | what it does |", "|---|---|---|"]
+    for f in SETTINGS:
+        default = "" if f.default is None or f.default is False else shown_default(f.default)
+        text = f.metadata["help"].replace("|", "\\|")
+        rows.append(f"| `--{flag(f.name)}` | {default} | {text} |")
+    return "\n".join(rows)
 
 
 def check_suffix(path: str | os.PathLike[str], suffix: str, what: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from pongxp.checkpoint import remove_stale_temps, temp_name
 from pongxp.config import ConfigError
+from pongxp.run_folder import log_of
 
 #: Fields a record must hold as counts (integers >= 0) or numbers, where it has them.
 COUNTS = ("episode", "steps", "total_steps")
@@ -32,8 +33,8 @@ class MetricsLog:
     def __init__(
         self, path: str | os.PathLike[str], records: Sequence[dict[str, Any]] = ()
     ) -> None:
-        """Start ``path`` with ``records`` (none for a new run; on a resume, the
-        run's episodes up to its checkpoint, as ``resume.plan`` checked them),
+        """Start ``path`` with ``records`` (none for a new run; on a resume or a
+        fork, the run's episodes up to its checkpoint, as ``run_folder`` checked them),
         then append.
 
         Records are written under another name and renamed over ``path``, so
@@ -86,7 +87,7 @@ def load(
     Raises:
         LogError: one line naming the file, the line and what is wrong.
     """
-    path = Path(path)
+    path = log_of(path)  # a run folder stands for its metrics.jsonl
     if path.is_dir():
         raise LogError(f"metrics file {path} is a directory; give a .jsonl metrics log in it")
     if not path.exists():

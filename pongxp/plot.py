@@ -26,6 +26,7 @@ from pongxp import metrics
 from pongxp.checkpoint import check_writable
 from pongxp.config import ConfigError, check_number
 from pongxp.extras import require
+from pongxp.run_folder import name_of
 
 KEYS = ("episode", "reward", "running_reward", "time")
 #: What a panel can have on its x axis, and its label (time's carries its unit).
@@ -61,7 +62,7 @@ class Run:
 
 
 def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
-    """Read one metrics JSONL file.
+    """Read one metrics JSONL file (a run folder: its ``metrics.jsonl``).
 
     Raises:
         PlotError: missing or unreadable file, no records, a record without the
@@ -77,7 +78,7 @@ def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
     if not np.isfinite(cols["reward"]).any():
         raise PlotError(f"{path} has no finite episode reward to plot (all NaN or inf)")
     return Run(
-        label=label if label is not None else path.stem,
+        label=label if label is not None else name_of(path),
         episode=cols["episode"].astype(np.int64),
         reward=cols["reward"],
         running_reward=cols["running_reward"],

@@ -1,8 +1,9 @@
 """TensorBoard event files of training runs: written as a run trains, or from a JSONL log.
 
-``train.py --tensorboard DIR`` writes one run's curves into DIR while it trains;
-``pongxp tensorboard LOG... DIR`` writes finished runs' logs, one subdirectory
-each. ``tensorboard --logdir DIR`` shows them.
+``train.py --tensorboard`` writes one run's curves into its folder's ``tb/``
+while it trains; ``pongxp tensorboard RUN`` writes a finished run's log there,
+``pongxp tensorboard LOG... DIR`` into one subdirectory of DIR each.
+``tensorboard --logdir runs`` shows every run side by side.
 
 Every point's step is the run's emulator steps so far (``total_steps``), as
 CleanRL logs its ``global_step``, so runs with other batch sizes or episode
@@ -20,27 +21,27 @@ through tensorboardX's synchronous ``EventsWriter``, not its ``SummaryWriter``,
 whose writer thread a flush does not wait for (a checkpoint could overtake
 queued points) and whose failure would leave training blocked on a full queue.
 
-Which event files are whose, and cutting and copying them, is ``event_files``;
-which of them a run may change, ``resume.plan``. A resume cuts its own run's
-files as it cuts the JSONL log: points past the checkpoint's step are removed,
-so every reader sees each step once; the resumed run's new file also starts
-with a restart marker (SessionLog START) at the next step, so a TensorBoard
-already showing the removed points drops them.
+A run's ``tb/`` holds that run's event files only (``run_folder``). A resume
+cuts them as it cuts the JSONL log: points past the checkpoint's step are
+removed, so every reader sees each step once; a fork starts with a copy of
+its parent's points up to that step. The new file also starts with a restart
+marker (SessionLog START) at the next step, so a TensorBoard already showing
+the removed points drops them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pongxp import checkpoint, diagnostics, event_files, metrics
-from pongxp.config import ConfigError, TrainConfig
+from pongxp import checkpoint, diagnostics, metrics, run_folder
+from pongxp.config import HPARAMS, ConfigError, TrainConfig
 from pongxp.extras import require
 
 if TYPE_CHECKING:
@@ -57,19 +58,6 @@ EPISODE_TAGS = {
 }
 #: Order of ``weight_and_grad_norms``'s result -> scalar tag.
 NORM_TAGS = ("norms/W1", "norms/W2", "norms/grad_W1", "norms/grad_W2")
-#: Settings shown in TensorBoard's HParams tab, to compare runs by.
-HPARAMS = (
-    "hidden",
-    "batch_size",
-    "batch_steps",
-    "learning_rate",
-    "entropy_bonus",
-    "standardize",
-    "gamma",
-    "decay_rate",
-    "seed",
-    "env_id",
-)
 
 
 def weight_and_grad_norms(params: Mapping[str, Any], grads: Mapping[str, Any], xp: Any) -> Any:
@@ -111,15 +99,20 @@ class TensorBoardLog:
 
     def __init__(
         self,
-        plan: event_files.Plan,
+        directory: Path,
+        start: int | None = None,
+        copy_from: Path | None = None,
         settings: TrainConfig | None = None,
         note: str = "",
         say: Callable[[str], None] = print,
     ) -> None:
-        """Prepare the plan's directory (``event_files.prepare``) and open a new event
-        file there for a run that starts at the plan's ``start`` (None: a new run).
+        """Open a new event file in ``directory`` for a run that continues from
+        emulator step ``start`` (None: a new run).
 
         Args:
+            copy_from: with ``start``: ``directory`` itself (a resume: its files
+                are cut after ``start``), or a parent run's ``tb/`` (a fork: its
+                points up to ``start`` are copied under the same names).
             settings: the run's settings, shown as text (and, at the start of
                 the curves, in the HParams tab).
             note: a line shown above the settings, e.g. where a log came from.
@@ -133,25 +126,25 @@ class TensorBoardLog:
         from tensorboardX.proto.event_pb2 import Event, SessionLog
         from tensorboardX.summary import text
 
-        self.directory = plan.directory
+        self.directory = directory
         self._say = say
         self._file: Any = None
         self._busy = self._wall = 0.0  # the actors' seconds at the last batch
+        history = False
         try:
-            event_files.prepare(plan)
-            # The file's own name part, named as the run's before the file exists.
+            directory.mkdir(parents=True, exist_ok=True)
+            checkpoint.remove_stale_temps(directory / "pongxp-cut")  # of a killed cut
+            if start is not None and copy_from is not None and copy_from.is_dir():
+                history = _points_up_to_step(copy_from, directory, start)
             # (tensorboardX names files by the second: two in one would collide.)
-            token = str(time.time_ns())
-            event_files.add(self.directory, plan.owner, token)
-            self._file = EventsWriter(str(self.directory / "events"), f".{token}")
-            start = plan.start
+            self._file = EventsWriter(str(directory / "events"), f".{time.time_ns()}")
             # After the cut step, so a second resume from the same checkpoint cuts it too.
             step = 0 if start is None else start + 1
             if start is not None:  # a TensorBoard showing the cut points drops them here
                 self._file.write_event(
                     Event(step=step, session_log=SessionLog(status=SessionLog.START))
                 )
-            if settings is not None and not (plan.keep or plan.copy):  # the curves start here
+            if settings is not None and not history:  # the curves start here
                 self._summary(_hparams(settings), step)
             if settings is not None or note:
                 self._summary(text("settings", _settings_text(settings, note)), step)
@@ -266,33 +259,45 @@ def _settings_text(settings: TrainConfig | None, note: str) -> str:
     return "\n".join(lines)
 
 
-def open_for_training(
-    cfg: TrainConfig, plan: event_files.Plan | None, say: Callable[[str], None]
-) -> TensorBoardLog | None:
-    """The run's TensorBoard log as ``resume.plan`` planned it, or None when
-    ``--tensorboard`` is off.
+def check_training(cfg: TrainConfig, run: run_folder.Run) -> None:
+    """``check_directory`` for the run's ``tb/``, if ``--tensorboard`` is on."""
+    if cfg.tensorboard:
+        check_directory(run.board, "--tensorboard")
 
-    Args:
-        say: prints a message (the run's progress output).
+
+_HEADER = struct.Struct("<QI")  # a TFRecord's length and its masked CRC-32C
+
+
+def _points_up_to_step(source: Path, target: Path, step: int) -> bool:
+    """Write each event file of ``source`` with its points up to ``step`` (a torn
+    last record too goes) under its name in ``target``; whether there were any.
+
+    ``source`` is the run's own ``tb/`` (a resume) or its parent's (a fork,
+    only read). Each file is replaced whole (a kill leaves it as it was).
     """
-    if plan is None:
-        return None
-    note = f"resumed from {cfg.resume}" if cfg.resume else ""
-    return TensorBoardLog(plan, cfg, note, say)
+    from google.protobuf.message import DecodeError
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
 
-
-def check_training(cfg: TrainConfig) -> None:
-    """``check_directory`` for the run's ``--tensorboard``, if it has one."""
-    if cfg.tensorboard:
-        check_directory(cfg.tensorboard, "--tensorboard")
-
-
-def discard(cfg: TrainConfig) -> None:
-    """Remove a new run's event files when it died before its first checkpoint:
-    nothing can resume it, so its curves must not make the rerun ask for --overwrite."""
-    if cfg.tensorboard:
-        with contextlib.suppress(OSError, ConfigError):
-            event_files.remove(cfg.tensorboard, str(cfg.checkpoint))
+    files = sorted(p for p in source.iterdir() if "tfevents" in p.name and p.is_file())
+    for file in files:
+        data, kept, start = file.read_bytes(), [], 0
+        while start + _HEADER.size <= len(data):  # u64 length, u32 CRC, payload, u32 CRC
+            length, length_crc = _HEADER.unpack_from(data, start)
+            stop = start + _HEADER.size + length + 4
+            if masked_crc32c(data[start : start + 8]) != length_crc or stop > len(data):
+                break
+            try:
+                point = Event.FromString(data[start + _HEADER.size : stop - 4]).step
+            except DecodeError:  # garbage from here on
+                break
+            if point <= step:
+                kept.append(data[start:stop])
+            start = stop
+        out = b"".join(kept)
+        if out != data or target != source:  # (no "tfevents" in a half-written name)
+            run_folder.write_atomically(target / file.name, out, temp="pongxp-cut")
+    return bool(files)
 
 
 @dataclasses.dataclass
@@ -305,32 +310,41 @@ class Converted:
 
 
 def convert_logs(
-    logs: Sequence[str | os.PathLike[str]], directory: str | os.PathLike[str], overwrite: bool
+    sources: Sequence[str | os.PathLike[str]], directory: str | os.PathLike[str] | None
 ) -> list[Converted]:
-    """Write each JSONL metrics log's episodes as a run in ``directory``/<log name>.
+    """Write each metrics log's episodes as a run's curves: a run folder's log into
+    its ``tb/``, with ``directory`` each log into ``directory``/<its name>.
 
     A log records training time, not the clock, so each point's wall time is
     put at the log file's last change minus the training time still to come:
     TensorBoard's "relative" axis then shows training time.
 
     Raises:
-        MissingExtraError, ConfigError: before anything is written.
+        MissingExtraError, ConfigError: before anything is written (also: a
+            target already holds event files, or its run is training).
     """
-    runs = [Path(directory) / Path(log).name.removesuffix(".jsonl") for log in logs]
-    if len(set(runs)) < len(runs):
-        raise ConfigError(
-            "two logs have the same file name; convert them into separate directories"
-        )
+    logs = [run_folder.log_of(source) for source in sources]
+    if directory is None:
+        runs = [run_folder.run_of(source) for source in sources]
+        targets = [run.board for run in runs if run is not None]
+        if len(targets) < len(sources):
+            raise ConfigError("give run folders, or metrics logs and then a DIR to write into")
+    else:
+        targets = [Path(directory) / run_folder.name_of(source) for source in sources]
+    if len({os.path.abspath(t) for t in targets}) < len(targets):
+        raise ConfigError("two logs have the same name; convert them into separate directories")
     # Every log, then every directory, is checked before anything is written.
     records = [metrics.load(log) for log in logs]
-    plans = []
-    for log, run in zip(logs, runs, strict=True):
-        check_directory(run, "pongxp tensorboard")
-        plans.append(event_files.plan_new(run, str(log), overwrite, "another DIR"))
+    for target in targets:
+        check_directory(target, "pongxp tensorboard")
+        if target.is_dir() and any("tfevents" in p.name for p in target.iterdir()):
+            raise ConfigError(f"{target} already holds TensorBoard event files; choose another DIR")
     done = []
-    for log, plan, run_records in zip(logs, plans, records, strict=True):
+    for source, log, target, run_records in zip(sources, logs, targets, records, strict=True):
+        run = run_folder.run_of(source) if directory is None else None
+        opened = run_folder.Opened(run, lock_fd=run_folder.lock(run)) if run else None
         origin = os.path.getmtime(log) - float(run_records[-1].get("time", 0.0))
-        board = TensorBoardLog(plan, note=f"converted from {log}")
+        board = TensorBoardLog(target, note=f"converted from {log}")
         total = 0
         try:
             for record in run_records:
@@ -340,5 +354,7 @@ def convert_logs(
                 board.episode({**record, "total_steps": total}, walltime)
         finally:
             board.close()
-        done.append(Converted(plan.directory, len(run_records), total))
+            if opened is not None:
+                opened.close()
+        done.append(Converted(target, len(run_records), total))
     return done

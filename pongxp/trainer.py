@@ -16,7 +16,6 @@ Read top to bottom, one batch per iteration:
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from pongxp import backend as backend_mod
-from pongxp import checkpoint, interrupts, resume, tensorboard_log
+from pongxp import checkpoint, interrupts, run_folder, tensorboard_log
 from pongxp.batch import stack
 from pongxp.committed import Committed
-from pongxp.config import INPUT_SIZE, TrainConfig
+from pongxp.config import INPUT_SIZE, RESTORED, TrainConfig, flag
 from pongxp.diagnostics import batch_figures
 from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
@@ -51,6 +50,7 @@ class _Latest:
     """
 
     state: Committed
+    run: run_folder.Run
     saved_episode: int | None = None  # the episode this process last saved, if any
 
     @property
@@ -62,14 +62,14 @@ class _Latest:
         """Checkpoint ``state`` unless this process has just saved that episode
         (an interval save on the run's last batch, or right before a Ctrl-C)."""
         if self.saved_episode != state.episode:
-            _save(cfg, state, backend)
+            _save(cfg, self.run, state, backend)
             self.saved_episode = state.episode
 
 
 def _kept(cfg: TrainConfig, latest: _Latest, last_saved: int) -> str:
     """Which checkpoint survives a failure, for the error message."""
     if latest.saved:
-        return f"the last good checkpoint ({cfg.checkpoint}, episode {last_saved}) is kept"
+        return f"the last good checkpoint ({latest.run.checkpoint}, episode {last_saved}) is kept"
     if cfg.resume:
         return f"nothing was saved by this run; {cfg.resume} (episode {last_saved}) is unchanged"
     return "no checkpoint had been written yet"
@@ -80,6 +80,7 @@ def train(
     quiet: bool = False,
     command: str = "python train.py",
     backend: backend_mod.Backend | None = None,
+    name: str = "pong",
 ) -> Committed:
     """Run (or resume) training as ``cfg`` says; return the final committed state.
 
@@ -93,6 +94,8 @@ def train(
         backend: run the update there instead of on ``cfg.device``'s backend; for
             tests (e.g. array-api-strict on a simulated device). Its dtype must
             be ``cfg.dtype``.
+        name: a new run's folder name under runs/ (a counter is added when
+            taken), unless ``cfg.run`` names the folder.
 
     Raises:
         TrainingError, checkpoint.CheckpointError, backend.DeviceError.
@@ -100,13 +103,13 @@ def train(
     """
     previous = interrupts.install()
     try:
-        return _train(cfg, quiet, command, backend)
+        return _train(cfg, quiet, command, backend, name)
     finally:
         interrupts.restore(previous)
 
 
 def _train(
-    cfg: TrainConfig, quiet: bool, command: str, backend: backend_mod.Backend | None
+    cfg: TrainConfig, quiet: bool, command: str, backend: backend_mod.Backend | None, name: str
 ) -> Committed:
     cfg.validate()
     # The device first: "already exists" would hide a problem the user must fix anyway.
@@ -114,7 +117,6 @@ def _train(
         backend = backend_mod.select(cfg.device, cfg.dtype)
     elif backend.dtype_name != cfg.dtype:
         raise ValueError(f"backend {backend!r} does not compute in cfg.dtype {cfg.dtype}")
-    xp = backend.xp
     resumed = (
         checkpoint.load(cfg.resume, cfg.hidden, use_older="--resume {}") if cfg.resume else None
     )
@@ -123,10 +125,29 @@ def _train(
             f"{cfg.resume} is an agent file (weights only, no optimiser or emulator state) "
             "and cannot be resumed; give the training checkpoint it was exported from"
         )
-    # Which files this run writes, refused here if that would lose another run's.
-    files = resume.plan(cfg, resumed)
-    cfg = files.cfg
-    continue_with = f"continue with: {resume.resume_command(cfg, command)}"
+    # The run's folder: new, or the resumed run's own (locked), or a fork's.
+    opened = run_folder.open_run(cfg, resumed, command, name)
+    try:
+        return _train_in(cfg, quiet, command, backend, resumed, opened)
+    except BaseException:
+        if (resumed is None or opened.created) and not opened.run.checkpoint.exists():
+            run_folder.forget(opened)  # nothing can resume it: nothing is left to trip over
+        raise
+    finally:
+        opened.close()
+
+
+def _train_in(
+    cfg: TrainConfig,
+    quiet: bool,
+    command: str,
+    backend: backend_mod.Backend,
+    resumed: checkpoint.Checkpoint | None,
+    opened: run_folder.Opened,
+) -> Committed:
+    xp = backend.xp
+    run = opened.run
+    continue_with = f"continue with: {run_folder.continue_command(run.folder, cfg, command)}"
 
     progress = Progress(cfg.episodes, resumed.episode if resumed else 0, quiet)
     say = progress.message
@@ -134,17 +155,18 @@ def _train(
     def announce(num_actors: int, note: str) -> None:
         kind = " Ray" if cfg.actors == "ray" else ""
         actors = f"{num_actors}{kind} actor" + ("" if num_actors == 1 else "s")
+        say(f"run folder: {run.folder}")
         say(f"pongxp: {cfg.env_id} on {backend_mod.describe(backend)}, {actors}")
         if note:
             say(note)
-        for line in files.notes:
+        for line in [*opened.notes, *_resume_notes(cfg, resumed)]:
             say(line)
 
     def check_paths() -> None:
         # Fail on an unwritable path now, not at the first save an interval later.
-        checkpoint.check_writable(cfg.checkpoint, "checkpoint")
-        checkpoint.check_writable(cfg.metrics, "metrics log")
-        tensorboard_log.check_training(cfg)
+        checkpoint.check_writable(run.checkpoint, "checkpoint")
+        checkpoint.check_writable(run.log, "metrics log")
+        tensorboard_log.check_training(cfg, run)
 
     actors: Pool
     if cfg.actors == "ray":  # on a cluster, the number of actors is known once joined
@@ -186,9 +208,14 @@ def _train(
                 )
             if not resumed.streams:
                 say("note: a format-1 checkpoint: the emulators start new random streams here")
-        metrics = MetricsLog(cfg.metrics, files.log_records)
-        board = tensorboard_log.open_for_training(cfg, files.events, say)
-        latest = _Latest(state)
+        metrics = MetricsLog(run.log, opened.records)
+        board = None
+        if cfg.tensorboard:
+            note = f"resumed from {cfg.resume}" if cfg.resume else ""
+            board = tensorboard_log.TensorBoardLog(
+                run.board, opened.start, opened.board_from, cfg, note, say
+            )
+        latest = _Latest(state, run)
         training = True
         try:
             state = _loop(cfg, backend, actors, latest, metrics, progress, board)
@@ -196,7 +223,7 @@ def _train(
             state = latest.state
             latest.save(cfg, state, backend)
             raise TrainingError(
-                f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; {continue_with}"
+                f"{exc}; saved episode {state.episode} to {run.checkpoint}; {continue_with}"
             ) from exc
         finally:
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
@@ -207,7 +234,7 @@ def _train(
         latest.save(cfg, state, backend)
         say(
             f"done: {state.episode} episodes, running reward {state.running_reward:+.2f}, "
-            f"checkpoint {cfg.checkpoint}"
+            f"run folder {run.folder}"
         )
         _report_idle(actors, say, cfg)
         return state
@@ -220,8 +247,6 @@ def _train(
         if signum is not None:  # the signal became another error, e.g. in an import
             _stop(cfg, resumed, latest, backend, actors, say, continue_with)
             raise interrupts.Interrupted(signum, reported=True) from exc
-        if resumed is None and latest is not None and not latest.saved:
-            _forget(cfg)
         out_of_memory = backend.out_of_memory(exc, _memory_tips(cfg, training))
         if out_of_memory is None:
             raise
@@ -249,23 +274,35 @@ def _stop(
     if latest is not None:
         latest.save(cfg, latest.state, backend)
         _report_idle(actors, say, cfg)
-        saved = f"saved episode {latest.state.episode} to {cfg.checkpoint}"
+        episode, path = latest.state.episode, latest.run.checkpoint
+        saved = f"saved episode {episode} to {path}"
+        if episode == (resumed.episode if resumed else 0):
+            saved = f"no batch had finished; saved the start (episode {episode}) to {path}"
         say(f"interrupted: {saved}; {continue_with}")
         return
-    # Before training began: nothing to save.
-    if resumed is None:
-        _forget(cfg)
+    # Before training began: nothing to save (a new run's folder is removed: _train).
     kept = f"{cfg.resume} is unchanged; {continue_with}" if resumed else "nothing was saved"
     say(f"interrupted: before training began; {kept}")
 
 
-def _forget(cfg: TrainConfig) -> None:
-    """Remove a fresh run's log and event files when it stops before its first
-    checkpoint: nothing can resume it, so they must not make the rerun ask for
-    --overwrite."""
-    with contextlib.suppress(OSError):
-        os.unlink(cfg.metrics)
-    tensorboard_log.discard(cfg)
+def _resume_notes(cfg: TrainConfig, resumed: checkpoint.Checkpoint | None) -> list[str]:
+    """A note for every setting a resume changes, and for a checkpoint whose slots
+    do not match its batch size (cut or edited by hand)."""
+    if resumed is None:
+        return []
+    old = resumed.config
+    notes = [
+        f"note: --{flag(name)} {getattr(cfg, name)} replaces the run's {getattr(old, name)}"
+        + (": the batches change kind from here" if name == "batch_steps" else "")
+        for name in RESTORED
+        if name != "episodes" and getattr(cfg, name) != getattr(old, name)
+    ]
+    if resumed.streams and len(resumed.streams) != old.batch_size:
+        notes.append(
+            f"note: the checkpoint holds {len(resumed.streams)} slots' games but its batch "
+            f"size is {old.batch_size}: slots are cut or started anew to fit --batch-size"
+        )
+    return notes
 
 
 def _report_idle(actors: Pool, say: Any, cfg: TrainConfig) -> None:
@@ -337,7 +374,7 @@ def _loop(
     if cfg.video_every:
         from pongxp.video import TrainingRecorder  # imageio only when videos are asked for
 
-        recorder = TrainingRecorder(cfg, state.episode, progress.message)
+        recorder = TrainingRecorder(cfg, latest.run.videos, state.episode, progress.message)
     # The run's rate counts from this process's start (a resume's earlier time
     # was another process's, perhaps on another machine).
     first_steps, first_time = state.total_steps, state.elapsed
@@ -381,7 +418,7 @@ def _loop(
                     metrics.write(record)
                 except OSError as exc:  # e.g. the disk filled up
                     raise TrainingError(
-                        f"cannot write metrics log {cfg.metrics}: {exc.strerror or exc}; "
+                        f"cannot write metrics log {latest.run.log}: {exc.strerror or exc}; "
                         f"{_kept(cfg, latest, last_saved)}"
                     ) from exc
                 progress.episode(record)
@@ -440,7 +477,9 @@ def _loop(
     return state
 
 
-def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> None:
+def _save(
+    cfg: TrainConfig, run: run_folder.Run, state: Committed, backend: backend_mod.Backend
+) -> None:
     params, cache = backend.to_host_all(state.params, state.cache)
     ckpt = checkpoint.Checkpoint(
         params=params,
@@ -449,13 +488,18 @@ def _save(cfg: TrainConfig, state: Committed, backend: backend_mod.Backend) -> N
         running_reward=float(state.running_reward),
         total_steps=state.total_steps,
         elapsed=state.elapsed,
-        config=replace(cfg, resume=None),
+        config=replace(cfg, run=None, resume=None),
         streams=state.streams,
-        metrics_log=resume.log_location(str(cfg.checkpoint), str(cfg.metrics)),
         logged_steps=state.logged_steps,
     )
     try:
-        checkpoint.save(cfg.checkpoint, ckpt, keep=cfg.keep)
+        checkpoint.save(run.checkpoint, ckpt)
+        run_folder.keep_history(run, state.episode, cfg.keep)
+    except OSError as exc:
+        raise TrainingError(
+            f"saved {run.checkpoint} but cannot keep its copy in {run.kept_dir}: "
+            f"{exc.strerror or exc}"
+        ) from exc
     except checkpoint.CheckpointError as exc:
         # A save that fails while training (disk full, say) ends the run: exit 3,
         # as any failure during training; a bad path is found before work (exit 2).

@@ -42,6 +42,7 @@ from pongxp.config import TrainConfig, check_number
 from pongxp.extras import install_hint, require
 from pongxp.preprocess import BOTTOM, TOP
 from pongxp.rollout import Actor, EpisodeStats
+from pongxp.run_folder import name_of
 
 GAME_FPS = 60  # NTSC Atari 2600 frames a second, the ALE's unit of time
 FPS = {"mp4": 60, "gif": 20}
@@ -442,7 +443,7 @@ def record_checkpoint(
     """Video of one episode played by a checkpoint's policy.
 
     Args:
-        output: ``.mp4`` or ``.gif``; default ``runs/<checkpoint stem>.mp4``.
+        output: ``.mp4`` or ``.gif``; default ``runs/<run or checkpoint name>.mp4``.
         seed: seeds the emulator and the action sampler (same seed, same game).
         env_id: play this env instead of the checkpoint's.
         options: ``greedy``, ``show_input``, ``scale``, ``max_seconds``, ``say``
@@ -458,9 +459,7 @@ def record_checkpoint(
     check_options(options.get("scale"), options.get("max_seconds"))
     # Into runs/, like every default output: a tracked folder such as pretrained/
     # should not fill up with videos.
-    output = (
-        Path(output) if output is not None else Path("runs", Path(checkpoint_path).stem + ".mp4")
-    )
+    output = Path(output) if output is not None else Path("runs", name_of(checkpoint_path) + ".mp4")
     _, path, _ = choose_format(output)  # a missing extra or bad name fails here
     check_writable(path, "video", VideoError)
     actor, _ = load_actor(checkpoint_path, seed, env_id)
@@ -479,12 +478,6 @@ def recording_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence((seed, episode, 0x766964)).generate_state(1)[0])
 
 
-def video_dir(checkpoint_path: str | os.PathLike[str]) -> Path:
-    """``runs/pong.npz`` -> ``runs/pong-videos``."""
-    path = Path(checkpoint_path)
-    return path.with_name(f"{path.stem}-videos")
-
-
 class TrainingRecorder:
     """``--video-every K``: a video of one episode each time training passes K episodes.
 
@@ -495,9 +488,15 @@ class TrainingRecorder:
     """
 
     def __init__(
-        self, cfg: TrainConfig, start_episode: int, say: Callable[[str], None] | None = None
+        self,
+        cfg: TrainConfig,
+        folder: Path,
+        start_episode: int,
+        say: Callable[[str], None] | None = None,
     ) -> None:
+        """Record into ``folder`` (the run's ``videos/``)."""
         self.cfg = cfg
+        self.folder = folder
         self.every = cfg.video_every
         self.last = start_episode
         self.say = say
@@ -526,7 +525,7 @@ class TrainingRecorder:
         )
         try:
             actor.set_weights(to_host(params["W1"]), to_host(params["W2"]))
-            out = video_dir(self.cfg.checkpoint) / f"ep{episode:06d}.{self.format}"
+            out = self.folder / f"ep{episode:06d}.{self.format}"
             rec = record(actor, out)
         except VideoError as exc:
             say(f"video skipped at episode {episode}: {exc}; training goes on")

@@ -26,6 +26,7 @@ from pongxp import checkpoint
 from pongxp.config import INPUT_SIZE, ConfigError, check_number
 from pongxp.extras import require
 from pongxp.preprocess import SIDE
+from pongxp.run_folder import name_of
 
 #: Upscale limit: at 8 the 200 units of a default agent make a 13,000-pixel-wide image.
 MAX_SCALE = 8
@@ -87,7 +88,7 @@ def tile_grid(w1: np.ndarray, units: int | None = None, columns: int = COLUMNS) 
 def default_output(agent_path: str | os.PathLike[str]) -> Path:
     """``pretrained/pong-v0.npz`` -> ``runs/pong-v0-weights.png``: into runs/, like
     every default output, so a tracked folder does not fill up with pictures."""
-    return Path("runs", f"{Path(agent_path).stem}-weights.png")
+    return Path("runs", f"{name_of(agent_path)}-weights.png")
 
 
 def check_options(output: str | os.PathLike[str], columns: int = COLUMNS, scale: int = 1) -> Path:

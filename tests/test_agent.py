@@ -85,8 +85,8 @@ def test_a_plain_player_plays_the_agent_as_pongxp_does(agent_file: Path) -> None
 
 
 def test_agent_file_cannot_be_resumed(agent_file: Path, tmp_path: Path) -> None:
-    out = ("--checkpoint", str(tmp_path / "r.npz"), "--metrics", str(tmp_path / "r.jsonl"))
-    proc = run_cli("train.py", "--resume", str(agent_file), "--episodes", "5", *out)
+    proc = run_cli("train.py", "--resume", str(agent_file), "--episodes", "5",
+                   "--run", str(tmp_path / "r"))  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "is an agent file" in lines[0], proc.stderr

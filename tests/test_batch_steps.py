@@ -23,10 +23,21 @@ from typing import Any
 import array_api_compat.numpy as xp
 import numpy as np
 import pytest
-from conftest import needs, run_cli
-from test_fastpaths import assert_same_episode
-from test_faults import error_line, finish, logged, run, same_run, start, train_argv, wait_for
-from test_train import records, weights
+from conftest import (
+    assert_same_episode,
+    error_line,
+    finish,
+    logged,
+    needs,
+    records,
+    run,
+    run_cli,
+    same_run,
+    start,
+    train_argv,
+    wait_for,
+    weights,
+)
 
 from pongxp import checkpoint
 from pongxp.batch import HostBatch
@@ -164,15 +175,15 @@ def test_play_finishes_a_paused_game() -> None:
 
 
 def _train(out: Path, name: str, *flags: str) -> str:
-    code, stdout, err = run(train_argv(out / f"{name}.npz", *STEPS, *flags))
+    code, stdout, err = run(train_argv(out / name, *STEPS, *flags))
     assert code == 0, err
     return stdout
 
 
 def _assert_same(out: Path, name: str, reference: str) -> None:
-    assert records(out / f"{name}.jsonl") == records(out / f"{reference}.jsonl")
-    want = weights(out / f"{reference}.npz")
-    for key, value in weights(out / f"{name}.npz").items():
+    assert records(out / name) == records(out / reference)
+    want = weights(out / reference)
+    for key, value in weights(out / name).items():
         np.testing.assert_array_equal(value, want[key])
 
 
@@ -185,11 +196,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_log_has_each_episode_once_in_step_order(reference: Path) -> None:
-    recs = [json.loads(line) for line in (reference / "one.jsonl").read_text().splitlines()]
+    log = (reference / "one" / "metrics.jsonl").read_text()
+    recs = [json.loads(line) for line in log.splitlines()]
     assert [r["episode"] for r in recs][:6] == [1, 2, 3, 4, 5, 6]
     steps = [r["total_steps"] for r in recs]
     assert steps == sorted(steps) and steps[0] >= recs[0]["steps"]
-    saved = checkpoint.load(reference / "one.npz")
+    saved = checkpoint.load(reference / "one")
     # The slots played on after the last logged episode: the checkpoint knows both.
     assert saved.log_steps == steps[-1] < saved.total_steps
     assert any("episode" in s for s in saved.streams)
@@ -212,10 +224,10 @@ def test_ray_actors_play_the_same_run(reference: Path, ray_address: str) -> None
 
 def test_resume_from_paused_games_is_exact(reference: Path) -> None:
     _train(reference, "split", "--episodes", "3", "--num-envs", "2")
-    paused = checkpoint.load(reference / "split.npz")
+    paused = checkpoint.load(reference / "split")
     assert any("episode" in s for s in paused.streams)
-    code, _, err = run(train_argv(reference / "split.npz", "--resume",
-                                  str(reference / "split.npz"), "--episodes", "6",
+    code, _, err = run(train_argv(reference / "split", "--resume",
+                                  str(reference / "split"), "--episodes", "6",
                                   "--device", "cpu", "--num-envs", "1", "--quiet"))  # fmt: skip
     assert code == 0, err
     _assert_same(reference, "split", "one")
@@ -225,7 +237,7 @@ def test_kill_9_and_sigterm_resume_to_the_same_run(tmp_path: Path) -> None:
     """kill -9 at random moments after a save, then SIGTERM, each resumed: the
     run ends as one never interrupted, its episodes logged once each."""
     rng = random.Random(7)
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     flags = (*STEPS, "--checkpoint-every", "1", "--num-envs", "2")
     target = 8
     for trial, sig in enumerate((signal.SIGKILL, signal.SIGKILL, signal.SIGTERM)):
@@ -248,19 +260,19 @@ def test_kill_9_and_sigterm_resume_to_the_same_run(tmp_path: Path) -> None:
     recs = records(metrics)
     episodes = [r["episode"] for r in recs]
     assert episodes == list(range(1, len(episodes) + 1)) and len(episodes) >= target
-    clean = tmp_path / "clean.npz"
+    clean = tmp_path / "clean"
     code, _, err = run(train_argv(clean, *flags, "--episodes", str(target)))
     assert code == 0, err
     same_run(ckpt, clean)
-    assert recs == records(clean.with_suffix(".jsonl"))
+    assert recs == records(clean)
 
 
 def test_a_resume_with_fewer_slots_says_what_it_drops(reference: Path) -> None:
-    proc = run_cli("train.py", "--resume", str(reference / "one.npz"), "--episodes", "7",
-                   "--batch-size", "1", "--checkpoint", str(reference / "fewer.npz"),
-                   "--metrics", str(reference / "fewer.jsonl"), "--device", "cpu")  # fmt: skip
+    proc = run_cli("train.py", "--resume", str(reference / "one"), "--episodes", "7",
+                   "--batch-size", "1", "--run", str(reference / "fewer"),
+                   "--device", "cpu")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    paused = sum("episode" in s for s in checkpoint.load(reference / "one.npz").streams[1:])
+    paused = sum("episode" in s for s in checkpoint.load(reference / "one").streams[1:])
     if paused:
         assert "in progress there will not be finished or logged" in proc.stdout
 
@@ -280,7 +292,7 @@ def test_a_resume_with_fewer_slots_says_what_it_drops(reference: Path) -> None:
 def test_a_damaged_paused_game_is_refused_in_one_line(
     reference: Path, tmp_path: Path, damage: Any, what: str
 ) -> None:
-    saved = checkpoint.load(reference / "one.npz")
+    saved = checkpoint.load(reference / "one")
     slot = next(i for i, s in enumerate(saved.streams) if "episode" in s)
     damage(saved.streams[slot]["episode"])
     bad = tmp_path / "bad.npz"
@@ -310,16 +322,16 @@ def test_a_run_that_turns_to_steps_resumes_exactly(tmp_path: Path) -> None:
     first batch only, then batches of steps: a run cut before the turn and
     resumed is the same run, and it did turn."""
     flags = (*STEPS, "--batch-steps-from", "-21", "--num-envs", "2")
-    code, _, err = run(train_argv(tmp_path / "straight.npz", *flags, "--episodes", "7"))
+    code, _, err = run(train_argv(tmp_path / "straight", *flags, "--episodes", "7"))
     assert code == 0, err
-    code, _, err = run(train_argv(tmp_path / "split.npz", *flags, "--episodes", "2"))
+    code, _, err = run(train_argv(tmp_path / "split", *flags, "--episodes", "2"))
     assert code == 0, err
-    assert not any("episode" in s for s in checkpoint.load(tmp_path / "split.npz").streams)
-    code, _, err = run(train_argv(tmp_path / "split.npz", "--resume", str(tmp_path / "split.npz"),
+    assert not any("episode" in s for s in checkpoint.load(tmp_path / "split").streams)
+    code, _, err = run(train_argv(tmp_path / "split", "--resume", str(tmp_path / "split"),
                                   "--episodes", "7", "--device", "cpu", "--quiet"))  # fmt: skip
     assert code == 0, err
     _assert_same(tmp_path, "split", "straight")
-    saved = checkpoint.load(tmp_path / "straight.npz")
+    saved = checkpoint.load(tmp_path / "straight")
     assert saved.config.batch_steps_from == -21
     # The turn happened: the run ends with games paused mid-batch.
     assert any("episode" in s for s in saved.streams) and saved.log_steps < saved.total_steps

@@ -25,6 +25,7 @@ from pongxp import checkpoint, cli
 from pongxp.checkpoint import CheckpointError
 from pongxp.metrics import MetricsLog
 from pongxp.metrics import read as read_metrics
+from pongxp.run_folder import Run, keep_history
 
 # A file that must never appear: the payloads below would create it if any
 # byte of them were unpickled.
@@ -261,45 +262,56 @@ def test_save_removes_temp_files_of_killed_writers_only(
     assert checkpoint.load(path).episode == ckpt.episode
 
 
+def _run(tmp_path: Path) -> Run:
+    """An empty run folder (its manifest alone)."""
+    run = Run(tmp_path / "run")
+    run.folder.mkdir()
+    run.manifest.write_text("{}")
+    return run
+
+
+def _save(run: Run, ckpt: checkpoint.Checkpoint, keep: int) -> None:
+    """Save as training does: the checkpoint, then its --keep history."""
+    checkpoint.save(run.checkpoint, ckpt)
+    keep_history(run, ckpt.episode, keep)
+
+
 def test_temp_files_are_never_taken_for_checkpoints(small_checkpoint: Path, tmp_path: Path) -> None:
-    path = tmp_path / "run.npz"
+    run = _run(tmp_path)
     ckpt = checkpoint.load(small_checkpoint)
-    checkpoint.save(path, ckpt, keep=3)
+    _save(run, ckpt, keep=3)
     # Leftovers a kill -9 can produce, named as the writer names them.
-    for name in (".run.npz.tmp-999999", ".run.ep00000009.npz.tmp-1", ".run.npz.probe-5"):
-        (tmp_path / name).write_bytes(path.read_bytes())
-    assert checkpoint.history_paths(path) == [tmp_path / f"run.ep{ckpt.episode:08d}.npz"]
+    for name in (".checkpoint.npz.tmp-999999", ".checkpoint.npz.probe-5"):
+        (run.folder / name).write_bytes(run.checkpoint.read_bytes())
+    (run.kept_dir / ".ep00000009.npz.tmp-1").write_bytes(run.checkpoint.read_bytes())
+    assert run.kept_checkpoints() == [run.kept(ckpt.episode)]
 
 
 def test_keep_holds_the_newest_k(small_checkpoint: Path, tmp_path: Path) -> None:
-    path = tmp_path / "run.npz"
+    run = _run(tmp_path)
     ckpt = checkpoint.load(small_checkpoint)
     for episode in range(1, 7):
         ckpt.episode = episode
-        checkpoint.save(path, ckpt, keep=3)
-    assert [p.name for p in checkpoint.history_paths(path)] == [
-        "run.ep00000004.npz",
-        "run.ep00000005.npz",
-        "run.ep00000006.npz",
+        _save(run, ckpt, keep=3)
+    assert [p.name for p in run.kept_checkpoints()] == [
+        "ep00000004.npz",
+        "ep00000005.npz",
+        "ep00000006.npz",
     ]
-    assert [checkpoint.load(p).episode for p in checkpoint.history_paths(path)] == [4, 5, 6]
+    assert [checkpoint.load(p).episode for p in run.kept_checkpoints()] == [4, 5, 6]
 
 
 def test_lowering_keep_prunes_the_older_copies(small_checkpoint: Path, tmp_path: Path) -> None:
-    path = tmp_path / "run.npz"
+    run = _run(tmp_path)
     ckpt = checkpoint.load(small_checkpoint)
     for episode, keep in ((1, 3), (2, 3), (3, 3), (4, 2)):
         ckpt.episode = episode
-        checkpoint.save(path, ckpt, keep=keep)
-    assert [p.name for p in checkpoint.history_paths(path)] == [
-        "run.ep00000003.npz",
-        "run.ep00000004.npz",
-    ]
+        _save(run, ckpt, keep=keep)
+    assert [p.name for p in run.kept_checkpoints()] == ["ep00000003.npz", "ep00000004.npz"]
     ckpt.episode = 5
-    checkpoint.save(path, ckpt, keep=1)  # keep 1: the checkpoint alone
-    assert checkpoint.history_paths(path) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
-    assert checkpoint.load(path).episode == 5
+    _save(run, ckpt, keep=1)  # keep 1: the checkpoint alone
+    assert run.kept_checkpoints() == []
+    assert checkpoint.load(run.checkpoint).episode == 5
 
 
 def test_keep_works_without_hard_links(
@@ -311,16 +323,16 @@ def test_keep_works_without_hard_links(
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_link)
-    path = tmp_path / "run.npz"
+    run = _run(tmp_path)
     ckpt = checkpoint.load(small_checkpoint)
     for episode in range(1, 5):
         ckpt.episode = episode
-        checkpoint.save(path, ckpt, keep=3)
-    kept = checkpoint.history_paths(path)
+        _save(run, ckpt, keep=3)
+    kept = run.kept_checkpoints()
     assert [checkpoint.load(p).episode for p in kept] == [2, 3, 4]
-    assert kept[-1].read_bytes() == path.read_bytes()  # a copy of the newest
-    assert not kept[-1].samefile(path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert kept[-1].read_bytes() == run.checkpoint.read_bytes()  # a copy of the newest
+    assert not kept[-1].samefile(run.checkpoint)
+    assert sorted(p.name for p in run.kept_dir.iterdir() if p.name.startswith(".")) == []
 
 
 def test_metrics_rewrite_on_resume_clears_temp_files_of_killed_runs(tmp_path: Path) -> None:
@@ -341,11 +353,12 @@ def test_metrics_rewrite_on_resume_clears_temp_files_of_killed_runs(tmp_path: Pa
 def test_a_bad_checkpoint_names_the_newest_kept_one_that_loads(
     small_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "run.npz"
+    run = _run(tmp_path)
+    path = run.checkpoint
     ckpt = checkpoint.load(small_checkpoint)
     for episode in (10, 20, 30):
         ckpt.episode = episode
-        checkpoint.save(path, ckpt, keep=3)
+        _save(run, ckpt, keep=3)
     # Damage the file in place: ep30 is a hard link to it, so it is damaged too.
     with open(path, "r+b") as f:
         f.seek(path.stat().st_size // 3)
@@ -355,7 +368,7 @@ def test_a_bad_checkpoint_names_the_newest_kept_one_that_loads(
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path} is not a readable .npz"), message
-    older = tmp_path / "run.ep00000020.npz"
+    older = run.kept(20)
     assert message.endswith(f"an older kept checkpoint loads: use {older} instead")
     # evaluate says so too: --resume is a train flag.
     assert cli.evaluate_main([str(path)]) == 2
@@ -363,7 +376,7 @@ def test_a_bad_checkpoint_names_the_newest_kept_one_that_loads(
     # Training names its own flag, also when the file is gone altogether.
     path.unlink()
     with pytest.raises(
-        CheckpointError, match=r"does not exist.*: --resume .*run\.ep00000020\.npz$"
+        CheckpointError, match=r"does not exist.*: --resume .*checkpoints/ep00000020\.npz$"
     ):
         checkpoint.load(path, use_older="--resume {}")
 

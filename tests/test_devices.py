@@ -24,8 +24,8 @@ import array_api_compat.numpy as xp
 import array_api_strict
 import numpy as np
 import pytest
+from conftest import make_backend
 from reference import discounted_returns_argsort, standardize_per_episode_onehot
-from test_math import make_backend
 
 from pongxp import backend as backend_mod
 from pongxp import checkpoint, trainer
@@ -101,14 +101,14 @@ def test_training_on_device1_crosses_once_per_batch(
         num_envs=1,
         seed=3,
         dtype="float32",
-        checkpoint=str(tmp_path / "run.npz"),
-        metrics=str(tmp_path / "run.jsonl"),
+        run=str(tmp_path / "run"),
     )
     be = CountingBackend("float32", "device1")
     state = trainer.train(cfg, quiet=True, backend=be)
 
     steps = [
-        json.loads(line)["steps"] for line in (tmp_path / "run.jsonl").read_text().splitlines()
+        json.loads(line)["steps"]
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert len(steps) == 6
     per_batch = [sum(steps[i : i + batch_size]) for i in range(0, 6, batch_size)]
@@ -123,7 +123,7 @@ def test_training_on_device1_crosses_once_per_batch(
 
     # The run really ran there, and its checkpoint is its last state.
     assert all(p.device == be.device for p in (*state.params.values(), *state.cache.values()))
-    saved = checkpoint.load(cfg.checkpoint)
+    saved = checkpoint.load(tmp_path / "run")
     assert saved.episode == 6 and saved.total_steps == sum(steps)
     for k in ("W1", "W2"):
         np.testing.assert_array_equal(saved.params[k], be.to_host(state.params[k]))
@@ -132,12 +132,12 @@ def test_training_on_device1_crosses_once_per_batch(
     # A resume brings weights and cache up in one copy, then one copy per batch.
     # Its last batch (episode 10) is also an interval save: saved once, not again
     # as the end of the run.
-    resumed_cfg = TrainConfig(**{**vars(cfg), "episodes": 10, "resume": cfg.checkpoint})
+    resumed_cfg = TrainConfig(**{**vars(cfg), "episodes": 10, "resume": cfg.run})
     be2 = CountingBackend("float32", "device1")
     trainer.train(resumed_cfg, quiet=True, backend=be2)
     assert be2.uploads[0] == 2 * weights and len(be2.uploads) == 3
     assert be2.downloads == [weights, weights, 2 * weights]
-    assert checkpoint.load(cfg.checkpoint).episode == 10
+    assert checkpoint.load(tmp_path / "run").episode == 10
 
 
 def test_batch_of_steps_on_device1_with_tensorboard_crosses_once_per_batch(
@@ -150,12 +150,11 @@ def test_batch_of_steps_on_device1_with_tensorboard_crosses_once_per_batch(
     hidden = 8
     cfg = TrainConfig(
         hidden=hidden, batch_size=2, batch_steps=1200, episodes=3, checkpoint_every=1000,
-        num_envs=1, seed=3, dtype="float32", checkpoint=str(tmp_path / "run.npz"),
-        metrics=str(tmp_path / "run.jsonl"), tensorboard=str(tmp_path / "tb"),
+        num_envs=1, seed=3, dtype="float32", run=str(tmp_path / "run"), tensorboard=True,
     )  # fmt: skip
     be = CountingBackend("float32", "device1")
     trainer.train(cfg, quiet=True, backend=be)
-    saved = checkpoint.load(cfg.checkpoint)
+    saved = checkpoint.load(tmp_path / "run")
     batches = len(be.uploads) - 1
     assert batches >= 3 and saved.total_steps >= batches * 1200
     weights = hidden * INPUT_SIZE + hidden
@@ -167,7 +166,7 @@ def test_batch_of_steps_on_device1_with_tensorboard_crosses_once_per_batch(
 
 
 def test_trainer_refuses_a_backend_of_another_dtype(tmp_path: Path) -> None:
-    cfg = TrainConfig(dtype="float64", checkpoint=str(tmp_path / "a.npz"))
+    cfg = TrainConfig(dtype="float64", run=str(tmp_path / "a"))
     with pytest.raises(ValueError, match="float64"):
         trainer.train(cfg, quiet=True, backend=backend_mod.StrictBackend("float32"))
     assert not list(tmp_path.iterdir())

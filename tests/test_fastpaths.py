@@ -18,6 +18,7 @@ from typing import Any
 import array_api_compat.numpy as xp
 import numpy as np
 import pytest
+from conftest import assert_same_episode
 
 from pongxp import backend as backend_mod
 from pongxp.batch import HostBatch, stack
@@ -28,15 +29,6 @@ from pongxp.preprocess import TOP, PaletteFrames, frame_difference, preprocess
 from pongxp.rollout import DOWN, UP, Actor, make_env
 from pongxp.update import apply_update
 from pongxp.workers import ActorPool, fresh_streams, stream_seed
-
-FIELDS = ("indptr", "cols", "signs", "ups", "rewards", "lengths")
-
-
-def assert_same_episode(a: HostBatch, b: HostBatch) -> None:
-    for name in FIELDS:
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype, name
-        np.testing.assert_array_equal(x, y, err_msg=name)
 
 
 @pytest.fixture(scope="module")

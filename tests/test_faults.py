@@ -15,24 +15,40 @@ Unit-level checkpoint faults (bad files, stale temp files) are in
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
 import resource
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import ROOT, cli_env, unwritable
+from conftest import (
+    FAST,
+    ROOT,
+    copy_run,
+    default_sigint,
+    error_line,
+    finish,
+    hashes,
+    logged,
+    run,
+    same_run,
+    start,
+    temp_files,
+    train_argv,
+    unwritable,
+    wait_for,
+)
 
 from pongxp import checkpoint, cli
 from pongxp.metrics import read as read_metrics
+from pongxp.run_folder import Run
 
 # -- kill -9 trials --------------------------------------------------------------------
 KILL_TRIALS = 16  # random-moment kills of one run, each resumed by the next trial
@@ -40,87 +56,8 @@ KILL_IN_WRITE_EVERY = 3  # every third trial waits for a checkpoint write, then 
 KILL_SEED = 5  # the kill moments are random but repeatable
 CHECKPOINT_EVERY = 2  # episodes; with batch size 1 this is also the most a kill may lose
 SAVE_DELAY = 0.2  # PONGXP_TEST_SAVE_DELAY: widens each write window to ~0.2 s
-FAST = ("--hidden", "16", "--batch-size", "1", "--device", "cpu", "--quiet")
 # Two actors need two episodes a batch (at most --batch-size actors are started).
 TWO_ACTORS = ("--batch-size", "2", "--num-envs", "2")
-
-
-def error_line(proc: subprocess.CompletedProcess[str] | tuple[int, str, str]) -> str:
-    """The one ``error:`` line of a failed run; fails if stderr says anything else
-    (ale-py's ROM banner included: pongxp silences it)."""
-    stderr = proc[2] if isinstance(proc, tuple) else proc.stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
-
-
-def train_argv(ckpt: Path, *flags: str, metrics: Path | None = None) -> list[str]:
-    metrics = metrics or ckpt.with_suffix(".jsonl")
-    return [sys.executable, str(ROOT / "train.py"), "--checkpoint", str(ckpt),
-            "--metrics", str(metrics), *flags]  # fmt: skip
-
-
-def _default_sigint() -> None:
-    # A child of a background shell inherits SIGINT ignored, and then Python
-    # installs no KeyboardInterrupt handler; a terminal's Ctrl-C always has one.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def start(argv: list[str], env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen:
-    kwargs.setdefault("preexec_fn", _default_sigint)
-    return subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**cli_env(), **(env or {})},
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
-
-
-def run(argv: list[str], **kwargs: object) -> tuple[int, str, str]:
-    return finish(start(argv, **kwargs))  # type: ignore[arg-type]
-
-
-def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Poll ``condition`` every 2 ms; fail if the process ends or time runs out first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"process ended first: {proc.returncode} {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("timed out waiting")
-        time.sleep(0.002)
-
-
-def logged(metrics: Path) -> int:
-    """Episodes the run has finished (its metrics log is flushed per episode)."""
-    records = read_metrics(metrics) if metrics.exists() else []
-    return max((r["episode"] for r in records), default=0)
-
-
-def temp_files(ckpt: Path) -> list[Path]:
-    return sorted(ckpt.parent.glob(f".{ckpt.name}.tmp-*"))
-
-
-def same_run(a: Path, b: Path) -> None:
-    """Two checkpoints hold the same training state (wall time aside), bit for bit."""
-    x, y = checkpoint.load(a), checkpoint.load(b)
-    for name in ("W1", "W2"):
-        np.testing.assert_array_equal(x.params[name], y.params[name])
-        np.testing.assert_array_equal(x.cache[name], y.cache[name])
-    assert (x.episode, x.running_reward, x.total_steps) == (
-        y.episode,
-        y.running_reward,
-        y.total_steps,
-    )
-    assert x.streams == y.streams
 
 
 @dataclass
@@ -148,7 +85,7 @@ def test_kill_9_at_random_moments_loses_at_most_one_interval(tmp_path: Path) -> 
     of the same length that was never killed.
     """
     rng = random.Random(KILL_SEED)
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     flags = (*FAST, "--episodes", "1000", "--checkpoint-every", str(CHECKPOINT_EVERY),
              "--keep", "3")  # fmt: skip
     env = {"PONGXP_TEST_SAVE_DELAY": str(SAVE_DELAY)}
@@ -156,8 +93,9 @@ def test_kill_9_at_random_moments_loses_at_most_one_interval(tmp_path: Path) -> 
     trials: list[Trial] = []
     first_save = 3.0  # seconds from start to a run's first save; measured by trial 0
     for index in range(KILL_TRIALS):
-        # No checkpoint yet: start over, replacing the killed run's log.
-        resume = ("--resume", str(ckpt)) if ckpt.exists() else ("--overwrite",)
+        # No checkpoint yet: the run starts over in its folder (its lock, held by a
+        # killed process, is taken over).
+        resume = ("--resume", str(ckpt)) if ckpt.exists() else ()
         began = time.monotonic()
         proc = start(train_argv(ckpt, *flags, *resume), env=env)
         aimed = index % KILL_IN_WRITE_EVERY == 0
@@ -181,9 +119,9 @@ def test_kill_9_at_random_moments_loses_at_most_one_interval(tmp_path: Path) -> 
             outcome = (r["reward"], r["steps"], r["total_steps"], r["running_reward"])
             assert seen.setdefault(r["episode"], outcome) == outcome, "a replay differed"
         saved = checkpoint.load(ckpt).episode if ckpt.exists() else 0  # must load
-        for kept in checkpoint.history_paths(ckpt):
+        for kept in Run(ckpt.parent).kept_checkpoints():
             checkpoint.load(kept)
-        assert len(checkpoint.history_paths(ckpt)) <= 3
+        assert len(Run(ckpt.parent).kept_checkpoints()) <= 3
         lost = played - saved
         assert 0 <= lost <= CHECKPOINT_EVERY, (index, played, saved)
         temp = ckpt.with_name(f".{ckpt.name}.tmp-{proc.pid}")
@@ -209,7 +147,7 @@ def test_kill_9_at_random_moments_loses_at_most_one_interval(tmp_path: Path) -> 
     for r in records:
         outcome = (r["reward"], r["steps"], r["total_steps"], r["running_reward"])
         assert seen.setdefault(r["episode"], outcome) == outcome
-    clean = tmp_path / "clean.npz"
+    clean = tmp_path / "clean" / "checkpoint.npz"
     done = run(train_argv(clean, *FAST, "--episodes", str(final)))
     assert done[0] == 0, done[2]
     same_run(ckpt, clean)
@@ -230,7 +168,7 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_kill_9_with_worker_processes_leaves_no_orphans(tmp_path: Path) -> None:
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     proc = start(train_argv(ckpt, *FAST, "--episodes", "100", *TWO_ACTORS,
                             "--checkpoint-every", "2"))  # fmt: skip
     wait_for(ckpt.exists, proc)
@@ -253,10 +191,10 @@ def test_kill_9_with_worker_processes_leaves_no_orphans(tmp_path: Path) -> None:
 def test_a_worker_process_killed_mid_run_stops_it_with_one_line(tmp_path: Path) -> None:
     """The process pool does not replace workers (Ray's does, test_ray.py): the
     trainer saves what it had committed and says how to go on."""
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     proc = start(train_argv(ckpt, *FAST, "--episodes", "100", "--num-envs", "2",
                             "--batch-size", "2", "--checkpoint-every", "1000"))  # fmt: skip
-    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 2, proc)
+    wait_for(lambda: logged(ckpt.with_name("metrics.jsonl")) >= 2, proc)
     workers = [p for p in _children(proc.pid)
                if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
     assert len(workers) == 2
@@ -266,10 +204,10 @@ def test_a_worker_process_killed_mid_run_stops_it_with_one_line(tmp_path: Path) 
     assert result[0] == 3
     saved = checkpoint.load(ckpt)
     assert line == (f"error: a rollout worker process died; see its error above; saved episode "
-                    f"{saved.episode} to {ckpt}; continue with: python train.py --resume {ckpt} "
-                    "--device cpu --num-envs 2")  # fmt: skip
+                    f"{saved.episode} to {ckpt}; continue with: python train.py --resume "
+                    f"{ckpt.parent} --device cpu --num-envs 2")  # fmt: skip
     # Saved before its first interval checkpoint: the log stays for the resume to check.
-    assert logged(ckpt.with_suffix(".jsonl")) >= saved.episode > 0
+    assert logged(ckpt.with_name("metrics.jsonl")) >= saved.episode > 0
 
 
 # -- 2. SIGINT and SIGTERM -------------------------------------------------------------
@@ -288,7 +226,7 @@ def test_signal_saves_a_final_checkpoint_and_exits_cleanly(
     Ctrl-C in a terminal signals the whole process group, workers included;
     they ignore it and the trainer saves.
     """
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     batch = ("--batch-size", str(num_envs), "--num-envs", str(num_envs))  # all actors busy
     argv = train_argv(ckpt, *FAST, "--episodes", "100", "--checkpoint-every", "1000",
                       *batch)  # fmt: skip
@@ -308,7 +246,7 @@ def test_signal_saves_a_final_checkpoint_and_exits_cleanly(
     # Everything committed is saved: only the batch in flight may be lost.
     assert played >= 3 and played - saved.episode <= num_envs, (saved.episode, played)
     last = out.strip().splitlines()[-1]
-    hint = f"python train.py --resume {ckpt} --device cpu --num-envs {num_envs}"
+    hint = f"python train.py --resume {ckpt.parent} --device cpu --num-envs {num_envs}"
     assert last == f"interrupted: saved episode {saved.episode} to {ckpt}; continue with: {hint}"
     # The hint as printed (bar a shorter target) continues the same files.
     command = [sys.executable, str(ROOT / "train.py"), *hint.split()[2:]]
@@ -323,7 +261,7 @@ def test_signal_saves_a_final_checkpoint_and_exits_cleanly(
 def test_second_ctrl_c_during_the_final_save_does_not_abort_it(tmp_path: Path) -> None:
     """An impatient double Ctrl-C: the second one arrives while the final checkpoint
     is being written (the test hook makes that write last 0.6 s)."""
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     argv = train_argv(ckpt, *FAST, "--episodes", "100", "--checkpoint-every", "1000")
     proc = start(argv, env={"PONGXP_TEST_SAVE_DELAY": "0.6"})
     wait_for(lambda: logged(metrics) >= 2, proc)
@@ -343,11 +281,8 @@ def test_second_ctrl_c_during_the_final_save_does_not_abort_it(tmp_path: Path) -
 
 @pytest.fixture
 def resumable(small_checkpoint: Path, tmp_path: Path) -> Path:
-    """A copy of the session's 2-episode checkpoint to resume (and to keep intact)."""
-    ckpt = tmp_path / "run.npz"
-    shutil.copyfile(small_checkpoint, ckpt)
-    shutil.copyfile(small_checkpoint.with_suffix(".jsonl"), ckpt.with_suffix(".jsonl"))
-    return ckpt
+    """A copy of the session's 2-episode run to resume (and to keep intact); its checkpoint."""
+    return copy_run(small_checkpoint, tmp_path / "run")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
@@ -368,7 +303,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(resumable: Path) -
 
 
 def _limit_file_size() -> None:
-    _default_sigint()
+    default_sigint()
     # Any write past 300 kB fails with EFBIG (Python ignores SIGXFSZ); the
     # checkpoint is ~900 kB, the metrics log a few hundred bytes.
     resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
@@ -386,21 +321,28 @@ def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(resumable: P
     assert temp_files(resumable) == []
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
-def test_disk_full_for_the_metrics_log_stops_with_one_line(tmp_path: Path) -> None:
-    metrics = tmp_path / "run.jsonl"
-    metrics.symlink_to("/dev/full")  # every append fails with ENOSPC
-    result = run(train_argv(tmp_path / "run.npz", *FAST, "--episodes", "3", metrics=metrics))
-    line = error_line(result)
-    assert result[0] == 3
+def test_disk_full_for_the_metrics_log_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In this process: every append to the log fails with ENOSPC."""
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("pongxp.metrics.MetricsLog.write", full)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    code = cli.train_main(["--run", str(metrics.parent), *FAST, "--episodes", "3"])
+    out, err = capsys.readouterr()
+    line = error_line((code, out, err))
+    assert code == 3
     assert f"cannot write metrics log {metrics}: No space left on device" in line
     assert "no checkpoint had been written yet" in line
+    assert not metrics.parent.exists()  # nothing can resume it: the folder is removed
 
 
 def test_directory_turning_read_only_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
-    ckpt = tmp_path / "out" / "run.npz"
-    proc = start(train_argv(ckpt, *FAST, "--episodes", "50", "--checkpoint-every", "1",
-                            metrics=tmp_path / "run.jsonl"))  # fmt: skip
+    ckpt = tmp_path / "out" / "checkpoint.npz"
+    proc = start(train_argv(ckpt, *FAST, "--episodes", "50", "--checkpoint-every", "1"))
     wait_for(ckpt.exists, proc)
     with unwritable(ckpt.parent):
         before = ckpt.read_bytes()  # no rename can replace it from here on
@@ -413,25 +355,30 @@ def test_directory_turning_read_only_keeps_the_previous_checkpoint(tmp_path: Pat
     assert checkpoint.load(ckpt).episode >= 1
 
 
-@pytest.mark.parametrize("where", ["parent is a file", "a directory"])
+@pytest.mark.parametrize("where", ["parent is a file", "read-only parent"])
 @pytest.mark.usefixtures("no_actors")
-def test_unwritable_checkpoint_path_fails_before_any_work(
+def test_unwritable_run_folder_fails_before_any_work(
     where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In this process, with starting the emulators made to fail the test."""
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    ckpt = blocker / "run.npz" if where == "parent is a file" else tmp_path / "dir.npz"
-    if where == "a directory":
-        ckpt.mkdir()
-    metrics = tmp_path / "m.jsonl"
-    code = cli.train_main(["--checkpoint", str(ckpt), "--metrics", str(metrics), *FAST])
+    parent = tmp_path / "parent"
+    if where == "parent is a file":
+        parent.write_text("x")
+        context: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:
+        parent.mkdir()
+        context = unwritable(parent)
+    before = hashes(tmp_path)
+    with context:
+        code = cli.train_main(["--run", str(parent / "run"), *FAST])
     out, err = capsys.readouterr()
+    reason = "is not a folder" if where == "parent is a file" else "Permission denied"
     assert code == 2 and error_line((code, out, err)).startswith(
-        f"error: cannot write checkpoint {ckpt}"
-    )
+        f"error: cannot create run folder {parent / 'run'}: "
+    ), err
+    assert reason in err or "Operation not permitted" in err
     assert not any(line.startswith("episode") for line in out.splitlines())
-    assert not metrics.exists()
+    assert hashes(tmp_path) == before
 
 
 # -- 4. bad checkpoints through the CLI (all kinds: test_checkpoint.py) ----------------
@@ -446,16 +393,13 @@ def test_resume_from_bad_checkpoint_runs_nothing_and_overwrites_nothing(
     from test_checkpoint import BAD_FILES, MARKER_NAME, arrays_of
 
     make, expected = BAD_FILES[kind]
-    bad, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    bad = copy_run(small_checkpoint, tmp_path / "run")
     make(small_checkpoint, bad, arrays_of(small_checkpoint))
-    metrics.write_text('{"episode": 1}\n')
-    before = bad.read_bytes()
-    # The usual resume: the same file is --resume and --checkpoint.
-    result = run(train_argv(bad, *FAST, "--episodes", "5", "--resume", str(bad)))
+    before = hashes(tmp_path)
+    result = run(train_argv(bad, *FAST, "--episodes", "5", "--resume", str(bad.parent)))
     line = error_line(result)
     assert result[0] == 2 and str(bad) in line and expected in line, line
-    assert bad.read_bytes() == before
-    assert metrics.read_text() == '{"episode": 1}\n'
+    assert hashes(tmp_path) == before
     assert not (tmp_path / MARKER_NAME).exists()
 
 
@@ -480,30 +424,30 @@ def test_exploding_learning_rate_stops_and_keeps_the_last_good_checkpoint(
 def test_a_run_that_dies_before_its_first_checkpoint_leaves_no_log_to_refuse(
     tmp_path: Path,
 ) -> None:
-    """Nothing can resume it, so its log must not make the rerun ask for --overwrite."""
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    """Nothing can resume it, so its folder is removed: the rerun just works."""
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     died = run(train_argv(ckpt, *FAST, "--episodes", "3", "--lr", "1e300"))
     assert died[0] == 3 and "no checkpoint had been written yet" in error_line(died)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    again = run(train_argv(ckpt, *FAST, "--episodes", "1"))  # no --overwrite needed
+    again = run(train_argv(ckpt, *FAST, "--episodes", "1"))
     assert again[0] == 0, again[2]
     assert checkpoint.load(ckpt).episode == 1 and logged(metrics) == 1
 
 
-def test_a_log_without_its_checkpoint_is_refused_with_the_likely_reasons(
+def test_a_folder_of_files_pongxp_did_not_write_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """E.g. left by a kill -9 before the first save: only the user knows whose it is."""
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
-    metrics.write_text('{"episode": 1}\n')
-    code = cli.train_main(["--checkpoint", str(ckpt), "--metrics", str(metrics), *FAST])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    before = hashes(tmp_path)
+    code = cli.train_main(["--run", str(folder), *FAST])
     assert code == 2
     assert capsys.readouterr().err == (
-        f"error: metrics log {metrics} already exists but {ckpt} does not (a run killed "
-        "before its first save, or another run's log); choose another --metrics, or add "
-        "--overwrite to start a new run over it\n"
+        f"error: {folder} holds files pongxp did not write (notes.txt); choose another --run "
+        "(a new folder, or an empty one)\n"
     )
-    assert metrics.read_text() == '{"episode": 1}\n'
+    assert hashes(tmp_path) == before
 
 
 def test_overflowing_optimizer_state_is_caught_before_it_is_saved(
@@ -521,11 +465,10 @@ def test_overflowing_optimizer_state_is_caught_before_it_is_saved(
     w1[:2] = 1e20
     w2[:2] = (1.0, -1.0)
     ckpt.params = {"W1": w1, "W2": w2}
-    path = tmp_path / "run.npz"
+    path = copy_run(small_checkpoint, tmp_path / "run")
     checkpoint.save(path, ckpt)
     good = tmp_path / "good.npz"
     shutil.copyfile(path, good)
-    shutil.copyfile(small_checkpoint.with_suffix(".jsonl"), path.with_suffix(".jsonl"))
     # First run: save each episode, so episode 3 is saved if its update is fine.
     result = run(train_argv(path, *FAST, "--episodes", "4", "--checkpoint-every", "1",
                             "--resume", str(path)))  # fmt: skip
@@ -564,16 +507,13 @@ def test_overflowing_optimizer_state_is_caught_before_it_is_saved(
         (("--env-id", "Pong-v9"), "--env-id 'Pong-v9' is not a known Pong env"),
         (("--env-id", "ALE/Breakout-v5"), "is not a known Pong env; use one of: ALE/Pong-v5"),
         (("--resume", "no/such.npz"), "checkpoint no/such.npz does not exist"),
-        (("--metrics", "SAME"), "--metrics must not be the same file as --checkpoint"),
     ],
 )
 def test_bad_flags_fail_before_any_work(
     flags: tuple[str, ...], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In this process (fast): validation must return before anything is made."""
-    ckpt = tmp_path / "run.npz"
-    flags = tuple(str(ckpt) if f == "SAME" else f for f in flags)
-    argv = ["--checkpoint", str(ckpt), "--metrics", str(tmp_path / "m.jsonl"), *FAST, *flags]
+    argv = ["--run", str(tmp_path / "run"), *FAST, *flags]
     started = time.monotonic()
     code = cli.train_main(argv)
     err = capsys.readouterr().err
@@ -587,7 +527,7 @@ def test_bad_flags_fail_before_any_work(
 def test_unknown_device_or_dtype_is_refused_by_the_parser(
     flag: str, value: str, tmp_path: Path
 ) -> None:
-    result = run(train_argv(tmp_path / "run.npz", flag, value))
+    result = run(train_argv(tmp_path / "run", flag, value))
     assert result[0] == 2
     assert f"argument {flag}: invalid choice: '{value}'" in result[2]
     assert list(tmp_path.iterdir()) == []
@@ -600,7 +540,7 @@ def test_gpu_without_cupy_says_how_to_install_it(tmp_path: Path) -> None:
     """Runs everywhere: the child is made to see no CuPy (sys.modules entry None)."""
     code = ("import sys; sys.modules['cupy'] = None; from pongxp.cli import train_main; "
             "sys.exit(train_main())")  # fmt: skip
-    argv = [sys.executable, "-c", code, *train_argv(tmp_path / "run.npz", "--device", "gpu")[2:]]
+    argv = [sys.executable, "-c", code, *train_argv(tmp_path / "run", "--device", "gpu")[2:]]
     result = run(argv)
     line = error_line(result)
     assert result[0] == 2
@@ -610,7 +550,7 @@ def test_gpu_without_cupy_says_how_to_install_it(tmp_path: Path) -> None:
 
 def test_out_of_host_memory_is_one_line(tmp_path: Path) -> None:
     """The CPU twin of the GPU's out-of-memory path: W1 of 2**33 x 6400 (400 TiB)."""
-    result = run(train_argv(tmp_path / "run.npz", *FAST, "--episodes", "1",
+    result = run(train_argv(tmp_path / "run", *FAST, "--episodes", "1",
                             "--hidden", str(2**33)))  # fmt: skip
     line = error_line(result)
     assert result[0] == 2
@@ -646,7 +586,7 @@ def _cupy_or_skip() -> None:
 @pytest.mark.gpu
 def test_gpu_with_no_visible_device_says_use_cpu(tmp_path: Path) -> None:
     _cupy_or_skip()
-    result = run(train_argv(tmp_path / "run.npz", "--device", "gpu", "--episodes", "1"),
+    result = run(train_argv(tmp_path / "run", "--device", "gpu", "--episodes", "1"),
                  env={"CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
     line = error_line(result)
     assert result[0] == 2
@@ -662,7 +602,7 @@ def test_gpu_out_of_memory_says_what_to_shrink(tmp_path: Path) -> None:
     usable, reason = gpu_available()
     if not usable:
         pytest.skip(reason)
-    result = run(train_argv(tmp_path / "run.npz", "--device", "gpu", "--episodes", "1",
+    result = run(train_argv(tmp_path / "run", "--device", "gpu", "--episodes", "1",
                             "--hidden", "200"),
                  env={"CUPY_GPU_MEMORY_LIMIT": str(1 << 20)})  # fmt: skip
     line = error_line(result)
@@ -677,12 +617,12 @@ def test_gpu_out_of_memory_says_what_to_shrink(tmp_path: Path) -> None:
 
 
 def test_keep_k_survives_a_bad_newest_checkpoint(tmp_path: Path) -> None:
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     done = run(train_argv(ckpt, *FAST, "--episodes", "4", "--checkpoint-every", "1",
                           "--keep", "3"))  # fmt: skip
     assert done[0] == 0, done[2]
-    kept = checkpoint.history_paths(ckpt)
-    assert [p.name for p in kept] == [f"run.ep0000000{e}.npz" for e in (2, 3, 4)]
+    kept = Run(ckpt.parent).kept_checkpoints()
+    assert [p.name for p in kept] == [f"ep0000000{e}.npz" for e in (2, 3, 4)]
     assert [checkpoint.load(p).episode for p in kept] == [2, 3, 4]
     # A bad newest file (damaged in place: its hard-linked history copy too).
     with open(ckpt, "r+b") as f:
@@ -691,9 +631,14 @@ def test_keep_k_survives_a_bad_newest_checkpoint(tmp_path: Path) -> None:
     failed = run(train_argv(ckpt, *FAST, "--episodes", "5", "--resume", str(ckpt)))
     line = error_line(failed)
     assert failed[0] == 2 and line.endswith(f"--resume {kept[1]}"), line
-    # Following the advice costs one interval, not the run.
-    done = run(train_argv(ckpt, *FAST, "--episodes", "5", "--resume", str(kept[1]),
-                          "--keep", "3"))  # fmt: skip
+    # Following the advice costs one interval, not the run: it goes on in a new
+    # folder (a fork of the run at episode 3), and the damaged run is left as it is.
+    before = hashes(tmp_path)
+    done = run([sys.executable, str(ROOT / "train.py"), *FAST, "--episodes", "5",
+                "--resume", str(kept[1])])  # fmt: skip
     assert done[0] == 0, done[2]
-    assert checkpoint.load(ckpt).episode == 5
-    assert [checkpoint.load(p).episode for p in checkpoint.history_paths(ckpt)] == [3, 4, 5]
+    fork = Run(tmp_path / "run-from3")
+    assert checkpoint.load(fork.checkpoint).episode == 5
+    assert [checkpoint.load(p).episode for p in fork.kept_checkpoints()] == [4, 5]
+    assert [r["episode"] for r in read_metrics(fork.log)] == [1, 2, 3, 4, 5]
+    assert {k: v for k, v in hashes(tmp_path).items() if k in before} == before

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from array_api_compat import device
+from conftest import make_backend
 from reference import central_differences, discounted_returns_loop, episode_gradient, rmsprop_loop
 
 from pongxp import backend as backend_mod
@@ -54,17 +55,6 @@ MATRIX = [
     ),
     pytest.param(("gpu", "float32"), id="gpu-float32", marks=GPU_MARKS),
 ]
-
-
-def make_backend(name: str, dtype: str = "float64") -> backend_mod.Backend:
-    """``cpu-sparse``, ``cpu-dense``, ``gpu``, ``strict`` or ``strict-DEVICE``."""
-    if name == "cpu-sparse":
-        return backend_mod.select("cpu", dtype, sparse=True)
-    if name == "cpu-dense":
-        return backend_mod.select("cpu", dtype, sparse=False)
-    if name.startswith("strict-"):
-        return backend_mod.StrictBackend(dtype, device=name.removeprefix("strict-"))
-    return backend_mod.select(name, dtype)
 
 
 @pytest.fixture(params=MATRIX)

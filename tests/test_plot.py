@@ -27,7 +27,7 @@ def two_runs(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
     """The session's 2-episode run, and a 3-episode run with another seed."""
     out = tmp_path_factory.mktemp("runs")
     train_small(out, "seed1", "--episodes", "3", "--seed", "1")
-    return [small_checkpoint.with_suffix(".jsonl"), out / "seed1.jsonl"]
+    return [small_checkpoint.with_name("metrics.jsonl"), out / "seed1"]  # a log, a run folder
 
 
 def colour_pixels(png: Path, rgb: tuple[int, int, int]) -> int:
@@ -78,7 +78,7 @@ def test_one_run_uses_one_colour(two_runs: list[Path], tmp_path: Path) -> None:
 
 def test_load_run_reads_the_log_columns(two_runs: list[Path]) -> None:
     run = load_run(two_runs[1])
-    lines = [json.loads(line) for line in two_runs[1].read_text().splitlines()]
+    lines = [json.loads(line) for line in (two_runs[1] / "metrics.jsonl").read_text().splitlines()]
     assert run.label == "seed1"
     assert run.episode.tolist() == [1, 2, 3]
     assert run.reward.tolist() == [r["reward"] for r in lines]

@@ -57,7 +57,7 @@ def test_train_prints_one_line_per_episode_to_a_pipe(train_cli, tmp_path: Path) 
     proc = train_cli(*SMALL)
     assert proc.returncode == 0, proc.stderr
     # The run's rate: every step played by this process over its training time.
-    for r in read_metrics(tmp_path / "run.jsonl"):
+    for r in read_metrics(tmp_path / "run" / "metrics.jsonl"):
         assert r["run_steps_per_s"] == pytest.approx(r["total_steps"] / r["time"], rel=1e-2)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("episode ")]
     assert [line.split("|")[0].split() for line in lines] == [["episode", "1"], ["episode", "2"]]
@@ -78,7 +78,7 @@ def test_train_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     cmd = [sys.executable, str(ROOT / "train.py"), *SMALL]
-    cmd += ["--checkpoint", str(tmp_path / "c.npz"), "--metrics", str(tmp_path / "m.jsonl")]
+    cmd += ["--run", str(tmp_path / "run")]
     proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, env=cli_env())
     os.close(slave)
     chunks = []

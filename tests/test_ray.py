@@ -21,32 +21,33 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import (
+    NOTE,
+    assert_same_run,
+    episode_line,
+    error_line,
+    finish,
+    finished_with_notes,
+    logged,
+    needs,
+    run_cli_without,
+    saved_line,
+    start,
+    train_argv,
+    wait_for,
+)
 from conftest import RAY_EPISODES as EPISODES
 from conftest import RAY_SMALL as SMALL
-from conftest import needs, run_cli_without
-from test_faults import error_line, finish, logged, start, train_argv, wait_for
-from test_train import records, weights
 
 from pongxp import checkpoint, cli
-
-NOTE = "ray: lost the actor given slot"
 
 
 def train(tmp_path: Path, name: str, *flags: str, env: dict[str, str] | None = None) -> str:
     """A finished training run into tmp_path/name.*; its stdout."""
-    code, out, err = finish(start(train_argv(tmp_path / f"{name}.npz", *SMALL, *flags), env=env))
+    code, out, err = finish(start(train_argv(tmp_path / name, *SMALL, *flags), env=env))
     assert code == 0, err
     return out
-
-
-def assert_same_run(tmp_path: Path, name: str, reference: Path) -> None:
-    """Run ``name`` logged the same episodes and ended with the same weights as ``reference``."""
-    assert records(tmp_path / f"{name}.jsonl") == records(reference.with_suffix(".jsonl"))
-    want = weights(reference)
-    for key, value in weights(tmp_path / f"{name}.npz").items():
-        np.testing.assert_array_equal(value, want[key])
 
 
 def test_ray_actors_play_the_same_run_as_processes(
@@ -63,27 +64,13 @@ def test_half_on_ray_resumed_with_processes_is_exact(
 ) -> None:
     train(tmp_path, "split", "--episodes", str(EPISODES // 2), "--num-envs", "2",
           "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
-    saved = checkpoint.load(tmp_path / "split.npz")
+    saved = checkpoint.load(tmp_path / "split" / "checkpoint.npz")
     assert saved.episode == EPISODES // 2 and saved.config.actors == "ray"
     # actors and ray_address are run settings: the resume uses processes, 1 actor.
-    out = train(tmp_path, "split", "--resume", str(tmp_path / "split.npz"),
+    out = train(tmp_path, "split", "--resume", str(tmp_path / "split" / "checkpoint.npz"),
                 "--episodes", str(EPISODES), "--num-envs", "1")  # fmt: skip
     assert "1 actor\n" in out and "Ray" not in out
     assert_same_run(tmp_path, "split", processes_run)
-
-
-def finished_with_notes(proc: subprocess.Popen) -> tuple[list[str], list[int]]:
-    """A run that ended well: its stdout's lines, and which of them are lost-actor notes."""
-    code, out, err = finish(proc)
-    assert code == 0, err
-    assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
-    lines = out.splitlines()
-    return lines, [i for i, line in enumerate(lines) if line.startswith(NOTE)]
-
-
-def episode_line(lines: list[str], episode: int) -> int:
-    """Which of a run's stdout ``lines`` logs ``episode``."""
-    return next(i for i, line in enumerate(lines) if line.startswith(f"episode {episode:6d} "))
 
 
 def _run_actors(namespaces_before: set[str]) -> list[dict[str, str]]:
@@ -117,13 +104,13 @@ def test_actors_killed_mid_batch_are_replaced_and_the_run_is_unchanged(
     """Both actors are killed with ray.kill right after the first episode is logged:
     then one plays slot 1 and the other slot 2 (or has just finished it)."""
     before = _namespaces()
-    ckpt = tmp_path / "killed.npz"
+    ckpt = tmp_path / "killed" / "checkpoint.npz"
     argv = train_argv(ckpt, *SMALL[:-1], "--episodes", str(EPISODES), "--num-envs", "2",
                       "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
     proc = start(argv)
     wait_for(lambda: len(_run_actors(before)) == 2, proc)
     actors = _run_actors(before)
-    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 1, proc)
+    wait_for(lambda: logged(ckpt.with_name("metrics.jsonl")) >= 1, proc)
     for actor in actors:
         _kill(actor)
     lines, notes = finished_with_notes(proc)
@@ -142,12 +129,12 @@ def test_actors_that_keep_dying_stop_the_run_with_one_line(
     from pongxp.ray_pool import MAX_DEATHS
 
     before = _namespaces()
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     argv = train_argv(ckpt, "--hidden", "16", "--batch-size", "1", "--device", "cpu",
                       "--quiet", "--episodes", "50", "--checkpoint-every", "1000",
                       "--actors", "ray", "--ray-address", ray_address)  # fmt: skip
     proc = start(argv)
-    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) >= 1, proc)
+    wait_for(lambda: logged(ckpt.with_name("metrics.jsonl")) >= 1, proc)
     done = threading.Event()
 
     def killer() -> None:
@@ -171,7 +158,7 @@ def test_actors_that_keep_dying_stop_the_run_with_one_line(
     assert re.search(r"\(last: \w*Actor\w*Error: ", line), line
     assert line.endswith(
         f"saved episode {saved.episode} to {ckpt}; continue with: python train.py --resume "
-        f"{ckpt} --device cpu --actors ray --ray-address {ray_address}"
+        f"{ckpt.parent} --device cpu --actors ray --ray-address {ray_address}"
     )
 
 
@@ -201,7 +188,7 @@ def test_ctrl_c_saves_and_stops_the_local_ray_instance(tmp_path: Path) -> None:
     """A run without --ray-address starts its own Ray (GCS, raylet, workers, all its
     descendants); Ctrl-C to the process group mid-batch saves, and none of them stay."""
     pytest.importorskip("ray")
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     argv = train_argv(ckpt, *SMALL, "--episodes", "100", "--checkpoint-every", "1000",
                       "--num-envs", "2", "--actors", "ray")  # fmt: skip
     # An empty RAY_ADDRESS counts as none: this run starts its own Ray.
@@ -215,9 +202,11 @@ def test_ctrl_c_saves_and_stops_the_local_ray_instance(tmp_path: Path) -> None:
     assert code == 130, err
     assert "Traceback" not in err and "A.L.E" not in err, err  # Ray may log; we may not
     saved = checkpoint.load(ckpt)
-    assert out.strip().splitlines()[-1] == (
-        f"interrupted: saved episode {saved.episode} to {ckpt}; continue with: "
-        f"python train.py --resume {ckpt} --device cpu --num-envs 2 --actors ray"
+    last = out.strip().splitlines()[-1]
+    assert saved_line(last, saved.episode, ckpt), last
+    assert last.endswith(
+        f"; continue with: python train.py --resume {ckpt.parent} --device cpu --num-envs 2 "
+        "--actors ray"
     )
     deadline = time.monotonic() + 20
     while any(_alive(p) for p in ray_procs) and time.monotonic() < deadline:
@@ -289,7 +278,7 @@ def test_unreachable_ray_address_fails_in_one_line_before_any_work(
     address = f"127.0.0.1:{port}"
     given = () if case == "RAY_ADDRESS" else ("--ray-address", address)
     env = {"RAY_ADDRESS": address} if case == "RAY_ADDRESS" else {}
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     began = time.monotonic()
     result = finish(start(train_argv(ckpt, *SMALL, "--actors", "ray", *given), env=env))
     line = error_line(result)
@@ -304,7 +293,7 @@ def test_unreachable_ray_address_fails_in_one_line_before_any_work(
         where = "$RAY_ADDRESS" if case == "RAY_ADDRESS" else "--ray-address"
         assert line.startswith(f"error: cannot reach a Ray cluster at {address} ({where}): ")
         assert "Connection refused" in line and "`ray start --head`" in line
-    assert not ckpt.exists() and not ckpt.with_suffix(".jsonl").exists()
+    assert not ckpt.exists() and not ckpt.with_name("metrics.jsonl").exists()
     assert "episode" not in result[1]
 
 
@@ -319,8 +308,7 @@ def test_unreachable_ray_address_fails_in_one_line_before_any_work(
 def test_bad_ray_flags_fail_before_any_work(
     flags: tuple[str, ...], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--checkpoint", str(tmp_path / "run.npz"), "--metrics", str(tmp_path / "m.jsonl"),
-            *SMALL, *flags]  # fmt: skip
+    argv = ["--run", str(tmp_path / "run"), *SMALL, *flags]
     assert cli.train_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
@@ -330,8 +318,7 @@ def test_bad_ray_flags_fail_before_any_work(
 def test_ray_actors_without_ray_name_the_extra(tmp_path: Path) -> None:
     """Runs everywhere: the child is made to see no Ray."""
     result = run_cli_without(
-        "ray", "train", "--actors", "ray", "--checkpoint", str(tmp_path / "run.npz"),
-        "--metrics", str(tmp_path / "run.jsonl"), "--device", "cpu",
+        "ray", "train", "--actors", "ray", "--run", str(tmp_path / "run"), "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     root = Path(__file__).resolve().parents[1]

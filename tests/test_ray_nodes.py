@@ -18,8 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_faults import error_line, finish, logged, start, train_argv, wait_for
-from test_ray import EPISODES, NOTE, SMALL, assert_same_run, episode_line, finished_with_notes
+from conftest import (
+    NOTE,
+    assert_same_run,
+    episode_line,
+    error_line,
+    finish,
+    finished_with_notes,
+    logged,
+    start,
+    train_argv,
+    wait_for,
+)
+from conftest import RAY_EPISODES as EPISODES
+from conftest import RAY_SMALL as SMALL
 
 from pongxp import checkpoint
 
@@ -97,7 +109,7 @@ def test_actors_spread_over_the_nodes_and_play_the_processes_run(
     nodes = grow(cluster, 2)
     known = set(cluster.global_state.actor_table(None))
     code, out, err = finish(
-        start(run_argv(cluster, tmp_path / "ray.npz", "--episodes", str(EPISODES)))
+        start(run_argv(cluster, tmp_path / "ray" / "checkpoint.npz", "--episodes", str(EPISODES)))
     )
     assert code == 0, err
     assert "2 Ray actors" in out and NOTE not in out, out
@@ -115,7 +127,7 @@ def test_a_node_lost_mid_batch_loses_no_episode_and_the_run_goes_on(
     stream, and the rest of the run; the cluster has no CPU for a replacement."""
     grow(cluster, 2)
     known = set(cluster.global_state.actor_table(None))
-    ckpt = tmp_path / "lost.npz"
+    ckpt = tmp_path / "lost" / "checkpoint.npz"
     argv = [a for a in run_argv(cluster, ckpt, "--episodes", str(EPISODES)) if a != "--quiet"]
     proc = start(argv)
     wait_for(lambda: len(actor_nodes(cluster, known, alive=True)) == 2, proc)
@@ -138,9 +150,9 @@ def test_with_no_node_left_the_run_saves_and_stops_with_one_line(
     """Every worker node leaves (shut down) after the first batch: the committed
     batch is saved and the run stops in one line."""
     nodes = grow(cluster, 1)
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     proc = start(run_argv(cluster, ckpt, "--episodes", "300", "--checkpoint-every", "1000"))
-    wait_for(lambda: logged(ckpt.with_suffix(".jsonl")) > 3, proc)
+    wait_for(lambda: logged(ckpt.with_name("metrics.jsonl")) > 3, proc)
     for node in nodes:
         cluster.remove_node(node)
     code, out, err = finish(proc)
@@ -154,6 +166,6 @@ def test_with_no_node_left_the_run_saves_and_stops_with_one_line(
     assert line.startswith("error: the Ray cluster has no CPUs left for rollout actors ("), line
     assert line.endswith(
         f"; add nodes to it; saved episode {saved.episode} to {ckpt}; continue with: "
-        f"python train.py --resume {ckpt} --device cpu --actors ray --ray-address "
+        f"python train.py --resume {ckpt.parent} --device cpu --actors ray --ray-address "
         f"{cluster.address}"
     ), line

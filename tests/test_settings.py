@@ -1,24 +1,39 @@
-"""Settings beyond Karpathy's: the learning-rate schedule and the entropy bonus.
-
-Each is checked like every flag, saved in checkpoints and resumed exactly;
-the entropy bonus's gradient is checked against finite differences.
+"""Settings: each declared once (``config.setting``), with its flag, help, check,
+restore list and docs table derived; and the settings beyond Karpathy's, the
+learning-rate schedule and the entropy bonus, each checked like every flag,
+saved in checkpoints and resumed exactly (the entropy bonus's gradient is
+checked against finite differences).
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
+from collections.abc import Callable
+
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import ROOT, records, run_cli, weights
 from reference import central_differences
-from test_train import Run, records, weights
 
 from pongxp import backend as backend_mod
 from pongxp import checkpoint
 from pongxp.backend import DeviceBatch
-from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
+from pongxp.config import (
+    HPARAMS,
+    INPUT_SIZE,
+    RESTORED,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    flag,
+    options_table,
+)
 from pongxp.policy import backward, forward, init_params
 from pongxp.returns import discounted_returns, standardize_per_episode
 from pongxp.update import policy_gradient
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_the_schedule_goes_from_lr_to_lr_end_by_running_reward() -> None:
@@ -122,18 +137,75 @@ def test_schedule_and_bonus_are_saved_and_resumed_exactly(train_cli: Run, tmp_pa
     assert straight.returncode == 0, straight.stderr
     split = train_cli("--episodes", "2", *SMALL, name="split")
     assert split.returncode == 0, split.stderr
-    saved = checkpoint.load(tmp_path / "split.npz").config
+    saved = checkpoint.load(tmp_path / "split").config
     assert (saved.lr_end, saved.lr_end_at, saved.entropy_bonus) == (1e-3, -20.5, 0.01)
     assert saved.standardize == "batch"
     # The resume takes them from the checkpoint.
-    resumed = run_cli("train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "6",
+    resumed = run_cli("train.py", "--resume", str(tmp_path / "split"), "--episodes", "6",
                       "--device", "cpu")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    assert records(tmp_path / "straight.jsonl") == records(tmp_path / "split.jsonl")
-    want = weights(tmp_path / "straight.npz")
-    for key, value in weights(tmp_path / "split.npz").items():
+    assert records(tmp_path / "straight") == records(tmp_path / "split")
+    want = weights(tmp_path / "straight")
+    for key, value in weights(tmp_path / "split").items():
         np.testing.assert_array_equal(value, want[key])
     # Without the schedule and bonus the run differs.
     other = train_cli("--episodes", "6", *SMALL[:6], name="plain")
     assert other.returncode == 0, other.stderr
-    assert not np.array_equal(weights(tmp_path / "plain.npz")["W1"], want["W1"])
+    assert not np.array_equal(weights(tmp_path / "plain")["W1"], want["W1"])
+
+
+# -- each setting is declared once (config.setting); the rest is derived ---------------
+
+OPTIONS_MARK = "<!-- options table: made from pongxp/config.py's declarations"
+
+
+def test_the_docs_options_table_is_the_declarations() -> None:
+    """The options table of the docs (README.md or a page of docs/) is exactly what
+    the declarations make: a setting added, removed or reworded fails here until
+    the table is made again (``python -c 'from pongxp.config import options_table;
+    print(options_table())'``)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [p for p in pages if OPTIONS_MARK in p.read_text()]
+    assert len(found) == 1, f"one page holds the options table, not {found}"
+    after = found[0].read_text().split(OPTIONS_MARK, 1)[1].split("\n", 1)[1]
+    table = after.split("\n\n", 1)[0].strip()
+    assert table == options_table(), f"{found[0]}'s options table is out of date"
+
+
+def test_help_shows_every_setting_with_its_declared_words() -> None:
+    import argparse
+
+    from pongxp import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_train_arguments(parser)
+    text = re.sub(r"\s+", " ", parser.format_help())
+    for f in SETTINGS:
+        assert f"--{flag(f.name)}" in text, f.name
+        assert re.sub(r"\s+", " ", f.metadata["help"]) in text, f.name
+
+
+@pytest.mark.parametrize("name", [f.name for f in SETTINGS if f.metadata["low"] is not None])
+def test_every_bound_is_checked_in_one_line_naming_the_flag(name: str) -> None:
+    meta = TrainConfig.__dataclass_fields__[name].metadata
+    bad = float("nan") if meta["kind"] is float else meta["low"] - 1
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**{name: bad}).validate(check_env=False)
+    message = str(err.value)
+    assert message.startswith(f"--{flag(name)} must be ") and "\n" not in message, message
+
+
+def test_a_resume_restores_the_declared_settings_and_no_others() -> None:
+    assert "batch_steps" in RESTORED and "learning_rate" in RESTORED and "episodes" in RESTORED
+    for where in ("device", "num_envs", "actors", "ray_address", "run", "resume"):
+        assert where not in RESTORED
+    assert set(HPARAMS) <= set(RESTORED)
+    assert not hasattr(TrainConfig(), "extra")
+
+
+def test_the_package_map_names_every_module() -> None:
+    import pongxp
+
+    modules = sorted(p.stem for p in (ROOT / "pongxp").glob("*.py") if p.stem[0] != "_")
+    listed = re.findall(r"^- ``(\w+)``", pongxp.__doc__ or "", flags=re.MULTILINE)
+    assert sorted(listed) == modules

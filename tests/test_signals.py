@@ -10,15 +10,24 @@ Signals during training and a double Ctrl-C during the final save are in
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from test_faults import FAST, finish, logged, start, temp_files, train_argv, wait_for
+from conftest import (
+    FAST,
+    copy_run,
+    finish,
+    hashes,
+    logged,
+    saved_line,
+    start,
+    temp_files,
+    train_argv,
+    wait_for,
+)
 
 from pongxp import checkpoint
 from pongxp.metrics import read as read_metrics
@@ -27,10 +36,6 @@ from pongxp.metrics import read as read_metrics
 def _workers_started(pid: int) -> bool:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return path.exists() and path.read_text().strip() != ""
-
-
-def _digest(paths: list[Path]) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.exists()}
 
 
 # (signal, actors, a resume?, when): "imports" and "start-up" land before training
@@ -62,14 +67,13 @@ def test_a_signal_early_in_a_run_ends_in_one_line(
     small_checkpoint: Path,
     tmp_path: Path,
 ) -> None:
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     flags = [*FAST, "--episodes", "100", "--checkpoint-every", "1000", "--num-envs", str(actors),
              "--batch-size", str(actors)]  # fmt: skip
     if resumed:
-        shutil.copyfile(small_checkpoint, ckpt)
-        shutil.copyfile(small_checkpoint.with_suffix(".jsonl"), metrics)
-        flags += ["--resume", str(ckpt)]
-    before = _digest([ckpt, metrics])
+        copy_run(small_checkpoint, ckpt.parent)
+        flags += ["--resume", str(ckpt.parent)]
+    before = hashes(tmp_path, locks=False)
     proc = start(train_argv(ckpt, *flags), start_new_session=True)
     if when == "workers":
         wait_for(lambda: _workers_started(proc.pid), proc)
@@ -90,10 +94,10 @@ def test_a_signal_early_in_a_run_ends_in_one_line(
     assert last.startswith("interrupted: "), out
     assert temp_files(ckpt) == []
     if last.startswith("interrupted: before training began; "):
-        assert _digest([ckpt, metrics]) == before  # nothing changed: rerun or resume as before
+        assert hashes(tmp_path, locks=False) == before  # nothing changed: rerun or resume as before
     else:  # training had begun: its last batch boundary is saved
         saved = checkpoint.load(ckpt)
-        assert last.startswith(f"interrupted: saved episode {saved.episode} to {ckpt}")
+        assert saved_line(last, saved.episode, ckpt), last
         episodes = [r["episode"] for r in read_metrics(metrics)]
         assert episodes[: saved.episode] == list(range(1, saved.episode + 1))
 
@@ -107,7 +111,7 @@ def test_a_second_signal_during_the_final_save_keeps_the_first_ones_exit(
     first: signal.Signals, second: signal.Signals, tmp_path: Path
 ) -> None:
     """It used to kill the run with the second signal; now the save finishes."""
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    ckpt, metrics = tmp_path / "run" / "checkpoint.npz", tmp_path / "run" / "metrics.jsonl"
     argv = train_argv(ckpt, *FAST, "--episodes", "100", "--checkpoint-every", "1000")
     proc = start(argv, env={"PONGXP_TEST_SAVE_DELAY": "0.6"})
     wait_for(lambda: logged(metrics) >= 1, proc)
@@ -117,7 +121,7 @@ def test_a_second_signal_during_the_final_save_keeps_the_first_ones_exit(
     code, out, err = finish(proc)
     assert code == 128 + first and err == "", (code, err)
     saved = checkpoint.load(ckpt)
-    assert out.strip().splitlines()[-1].startswith(f"interrupted: saved episode {saved.episode}")
+    assert saved_line(out.strip().splitlines()[-1], saved.episode, ckpt), out
     assert temp_files(ckpt) == []
 
 
@@ -128,8 +132,8 @@ def _hangup_ignored() -> None:
 
 def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
     """``nohup python train.py``: a closed terminal must not stop the run."""
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
-    proc = start(train_argv(ckpt, *FAST, "--episodes", "100"), preexec_fn=_hangup_ignored)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    proc = start(train_argv(metrics.parent, *FAST, "--episodes", "100"), preexec_fn=_hangup_ignored)
     wait_for(lambda: logged(metrics) >= 1, proc)
     proc.send_signal(signal.SIGHUP)
     seen = logged(metrics)

@@ -1,6 +1,6 @@
 """TensorBoard logging, read back with TensorBoard's own readers: live training, resume,
-the log converter, and the refusals (no extra, unwritable or taken directory, bad
-logs). Whose event files a resume may change: ``test_tensorboard_resume.py``."""
+the log converter, and the refusals (no extra, a taken directory, bad logs). A run's
+event files are in its folder's ``tb/``; what a fork copies: ``test_runs.py``."""
 
 from __future__ import annotations
 
@@ -16,14 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, run_cli_without, unwritable
+from conftest import ROOT, hashes, run_cli, run_cli_without
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from pongxp import checkpoint, cli, event_files
-from pongxp.event_files import Plan
-from pongxp.tensorboard_log import EPISODE_TAGS, NORM_TAGS, TensorBoardLog, weight_and_grad_norms
+from pongxp import checkpoint, cli
+from pongxp.run_folder import Run as RunFolder
+from pongxp.tensorboard_log import (
+    EPISODE_TAGS,
+    NORM_TAGS,
+    TensorBoardLog,
+    _points_up_to_step,
+    weight_and_grad_norms,
+)
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5", "--num-envs", "1")
@@ -59,10 +65,10 @@ def one_line(code: int, err: str) -> str:
 
 
 def test_a_run_writes_its_logged_scalars_at_emulator_steps(train_cli: Run, tmp_path: Path) -> None:
-    proc = train_cli("--episodes", "4", *SMALL, "--tensorboard", str(tmp_path / "tb"))
+    proc = train_cli("--episodes", "4", *SMALL, "--tensorboard")
     assert proc.returncode == 0, proc.stderr
-    log = jsonl(tmp_path / "run.jsonl")
-    acc = accumulate(tmp_path / "tb")
+    log = jsonl(tmp_path / "run" / "metrics.jsonl")
+    acc = accumulate(tmp_path / "run" / "tb")
     steps = [r["total_steps"] for r in log]
     for key, tag in EPISODE_TAGS.items():
         got = acc.Scalars(tag)
@@ -72,7 +78,7 @@ def test_a_run_writes_its_logged_scalars_at_emulator_steps(train_cli: Run, tmp_p
     for tag in BATCH_TAGS:
         assert [p.step for p in acc.Scalars(tag)] == [steps[1], steps[3]], tag
     last = {tag: acc.Scalars(tag)[-1].value for tag in BATCH_TAGS}
-    ckpt = checkpoint.load(tmp_path / "run.npz")
+    ckpt = checkpoint.load(tmp_path / "run")
     for name in ("W1", "W2"):  # the weights the run ended with
         want = np.linalg.norm(ckpt.params[name].astype(np.float64))
         assert last[f"norms/{name}"] == pytest.approx(want, rel=1e-5)
@@ -88,18 +94,21 @@ def test_a_run_writes_its_logged_scalars_at_emulator_steps(train_cli: Run, tmp_p
 
 
 def test_a_resume_continues_the_curves_with_no_step_twice(train_cli: Run, tmp_path: Path) -> None:
-    """Resumed from an older checkpoint, the run replays episodes 3-4: their first
-    points must go, from the files themselves, not only from what a reader shows."""
-    tb = tmp_path / "tb"
+    """Resumed after a crash that lost its last save, the run replays episodes 3-4:
+    their first points must go, from the files themselves, not only from what a
+    reader shows."""
+    run = RunFolder(tmp_path / "run")
+    tb = run.board
     flags = (*SMALL, "--checkpoint-every", "2", "--keep", "2")
-    assert train_cli("--episodes", "4", *flags, "--tensorboard", str(tb)).returncode == 0
+    assert train_cli("--episodes", "4", *flags, "--tensorboard").returncode == 0
     first = points(tb)
-    older = checkpoint.history_paths(tmp_path / "run.npz")[0]
+    older = run.kept_checkpoints()[0]
     assert checkpoint.load(older).episode == 2
-    # No --tensorboard: a resume writes where its checkpoint's run did.
-    proc = train_cli("--episodes", "6", "--resume", str(older))
+    older.replace(run.checkpoint)  # as if killed before its save at episode 4
+    # No --tensorboard: a resume writes its curves as its run did.
+    proc = train_cli("--episodes", "6", "--resume", str(run.folder))
     assert proc.returncode == 0, proc.stderr
-    log = jsonl(tmp_path / "run.jsonl")
+    log = jsonl(run.log)
     assert [r["episode"] for r in log] == list(range(1, 7))
     steps = [r["total_steps"] for r in log]
     for found in (points(tb), {t: [(p.step, p.value) for p in s] for t, s in _scalars(tb)}):
@@ -123,12 +132,12 @@ def _scalars(directory: Path) -> list[tuple[str, list]]:
 def test_a_run_that_dies_before_its_first_checkpoint_leaves_no_event_files(
     train_cli: Run, tmp_path: Path
 ) -> None:
-    tb = tmp_path / "tb"
-    flags = ("--hidden", "16", "--batch-size", "1", "--tensorboard", str(tb))
+    tb = tmp_path / "run" / "tb"
+    flags = ("--hidden", "16", "--batch-size", "1", "--tensorboard")
     died = train_cli("--episodes", "2", *flags, "--lr", "1e300")
     assert died.returncode == 3 and "no checkpoint had been written yet" in died.stderr
-    assert list(tb.iterdir()) == []
-    again = train_cli("--episodes", "1", *flags)  # no --overwrite needed
+    assert list(tmp_path.iterdir()) == []
+    again = train_cli("--episodes", "1", *flags)
     assert again.returncode == 0, again.stderr
     assert len(points(tb)["episode/reward"]) == 1
 
@@ -138,50 +147,14 @@ def test_missing_extra_is_one_line_naming_the_install(tmp_path: Path) -> None:
     log.write_text('{"episode": 1, "reward": -21, "total_steps": 900}\n')
     for argv in (
         ("train", "--device", "cpu", "--hidden", "8", "--episodes", "1", "--tensorboard",
-         str(tmp_path / "tb"), "--checkpoint", str(tmp_path / "r.npz"), "--metrics",
-         str(tmp_path / "r.jsonl")),
+         "--run", str(tmp_path / "r")),
         ("tensorboard", str(log), str(tmp_path / "tb")),
     ):  # fmt: skip
         proc = run_cli_without("tensorboardX", *argv)
         line = one_line(proc.returncode, proc.stderr)
         assert "needs tensorboardX" in line and "pip install -e '.[tensorboard]'" in line
         assert "episode" not in proc.stdout
-    assert not (tmp_path / "tb").exists() and not (tmp_path / "r.jsonl").exists()
-
-
-@pytest.mark.parametrize("where", ["under a file", "read-only", "taken", "foreign"])
-@pytest.mark.usefixtures("no_actors")
-def test_a_directory_that_cannot_take_the_run_is_refused_before_any_episode(
-    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tb = tmp_path / "tb"
-    tb.mkdir()
-    if where == "under a file":
-        (tmp_path / "file").write_text("x")
-        tb = tmp_path / "file" / "tb"
-    elif where == "taken":  # by a pongxp run: its files end in time_ns
-        (tb / "events.out.tfevents.1.host.1700000000000000000").write_bytes(b"")
-    elif where == "foreign":  # pongxp never changes these, --overwrite or not
-        (tb / "events.out.tfevents.1.host").write_bytes(b"not pongxp's")
-    argv = ["--hidden", "8", "--device", "cpu", "--checkpoint", str(tmp_path / "r.npz"),
-            "--metrics", str(tmp_path / "r.jsonl"), "--tensorboard", str(tb)]  # fmt: skip
-    if where == "foreign":
-        argv.append("--overwrite")
-    if where == "read-only":
-        with unwritable(tb):
-            code = cli.train_main(argv)
-    else:
-        code = cli.train_main(argv)
-    out, err = capsys.readouterr()
-    line = one_line(code, err)
-    if where == "taken":
-        assert "already holds another run's event files" in line and "--overwrite" in line
-    elif where == "foreign":
-        assert "holds event files that pongxp did not write (events.out.tfevents.1.host)" in line
-        assert (tb / "events.out.tfevents.1.host").read_bytes() == b"not pongxp's"
-    else:
-        assert line.startswith(f"error: cannot write TensorBoard event files {tb}/")
-    assert "episode" not in out and not (tmp_path / "r.jsonl").exists()
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "r").exists()
 
 
 def test_converted_logs_read_back_as_logged(
@@ -202,11 +175,24 @@ def test_converted_logs_read_back_as_logged(
     # Wall times keep the log's training times apart, for the "relative" axis.
     walls = [p.wall_time for p in acc.Scalars("episode/reward")]
     np.testing.assert_allclose(np.diff(walls), np.diff([r["time"] for r in records]), atol=1e-3)
-    # Again: refused; with --overwrite, replaced (one point a step, not two).
+    # Again: refused, changing nothing (one point a step, not two).
+    before = hashes(tmp_path)
     assert cli.main(["tensorboard", str(log), str(tb)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
-    assert cli.main(["tensorboard", str(log), str(tb), "--overwrite"]) == 0
+    assert "already holds TensorBoard event files" in capsys.readouterr().err
+    assert hashes(tmp_path) == before
     assert len(points(tb / "pong-v0")["episode/reward"]) == 40
+
+
+def test_a_run_folder_is_converted_into_its_own_tb(
+    small_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import copy_run
+
+    run = RunFolder(copy_run(small_checkpoint, tmp_path / "run").parent)
+    assert cli.main(["tensorboard", str(run.folder)]) == 0
+    assert f"wrote {run.board}: 2 episodes" in capsys.readouterr().out
+    steps = [r["total_steps"] for r in jsonl(run.log)]
+    assert [s for s, _ in points(run.board)["episode/reward"]] == steps
 
 
 BAD_LOGS = {
@@ -253,39 +239,28 @@ def test_converter_refuses_two_logs_of_one_name(tmp_path: Path) -> None:
         path.parent.mkdir()
         path.write_text('{"episode": 1}\n')
     proc = run_cli("tensorboard", *map(str, logs), str(tmp_path / "tb"))
-    assert "the same file name" in one_line(proc.returncode, proc.stderr)
+    assert "the same name" in one_line(proc.returncode, proc.stderr)
     assert not (tmp_path / "tb").exists()
 
 
-def test_a_cut_keeps_what_is_left_drops_a_torn_record_and_no_other_file(tmp_path: Path) -> None:
-    from tensorboardX import SummaryWriter
-
-    owner = str(tmp_path / "run.npz")
-    board = TensorBoardLog(Plan(tmp_path, owner))
+def test_a_cut_keeps_what_is_left_and_drops_a_torn_record(tmp_path: Path) -> None:
+    board = TensorBoardLog(tmp_path / "tb")
     for step in range(1, 6):
         board.episode({"total_steps": step, "reward": step * 10})
     board.close()
-    with SummaryWriter(str(tmp_path / "other")) as writer:  # not pongxp's, moved in
-        writer.add_scalar("episode/reward", 99, 4)
-    (foreign,) = (tmp_path / "other").glob("*tfevents*")
-    foreign = foreign.rename(tmp_path / foreign.name)
-    contents = event_files.read(tmp_path)
-    assert contents.foreign == (foreign,) and Path(contents.owner) == Path(owner).resolve()
-    (file,) = contents.ours
-    whole, theirs = file.read_bytes(), foreign.read_bytes()
-
-    def cut(keep_through: int) -> None:
-        event_files.prepare(Plan(tmp_path, owner, keep_through, keep=contents.ours))
-
-    cut(5)  # nothing past step 5: the file is left as it was
+    (file,) = (tmp_path / "tb").glob("*tfevents*")
+    whole = file.read_bytes()
+    assert _points_up_to_step(tmp_path / "tb", tmp_path / "tb", 5)
+    assert file.read_bytes() == whole  # nothing past step 5: the file is as it was
+    # A fork's copy: the points up to step 2 under the same name, the source only read.
+    (tmp_path / "fork").mkdir()
+    _points_up_to_step(tmp_path / "tb", tmp_path / "fork", 2)
+    assert points(tmp_path / "fork")["episode/reward"] == [(1, 10.0), (2, 20.0)]
     assert file.read_bytes() == whole
     file.write_bytes(whole + whole[-30:])  # a record cut short by a kill
-    cut(3)
-    mine = [(s, v) for s, v in points(tmp_path)["episode/reward"] if v != 99]
-    assert mine == [(1, 10.0), (2, 20.0), (3, 30.0)]
-    assert foreign.read_bytes() == theirs
-    event_files.remove(tmp_path, owner)
-    assert sorted(tmp_path.iterdir()) == [foreign, tmp_path / "other"]
+    _points_up_to_step(tmp_path / "tb", tmp_path / "tb", 3)
+    assert points(tmp_path / "tb")["episode/reward"] == [(1, 10.0), (2, 20.0), (3, 30.0)]
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == [file.name]
 
 
 def test_norms_stay_on_the_device_of_their_inputs() -> None:
@@ -305,13 +280,13 @@ def test_norms_stay_on_the_device_of_their_inputs() -> None:
 
 def test_help_names_the_flag_and_the_command() -> None:
     train = run_cli("train.py", "--help")
-    assert "--tensorboard DIR" in train.stdout and "--no-tensorboard" in train.stdout
+    assert "--tensorboard " in train.stdout and "--no-tensorboard" in train.stdout
     assert "tensorboard" in run_cli("--help").stdout
 
 
 def test_a_failing_write_stops_the_curves_not_the_run(tmp_path: Path) -> None:
     said: list[str] = []
-    board = TensorBoardLog(Plan(tmp_path, str(tmp_path / "run.npz")), say=said.append)
+    board = TensorBoardLog(tmp_path, say=said.append)
     board.episode({"total_steps": 900, "reward": -21})
 
     def full(*args: object) -> None:
@@ -328,20 +303,17 @@ def test_a_failing_write_stops_the_curves_not_the_run(tmp_path: Path) -> None:
     assert points(tmp_path)["episode/reward"] == [(900, -21.0)]
 
 
-def test_a_resume_takes_the_directory_from_its_checkpoint_unless_told(
-    small_checkpoint: Path, tmp_path: Path
-) -> None:
+def test_a_resume_keeps_tensorboard_on_unless_told(small_checkpoint: Path, tmp_path: Path) -> None:
     ckpt = checkpoint.load(small_checkpoint)
-    ckpt.config = replace(ckpt.config, tensorboard=str(tmp_path / "tb"))
+    ckpt.config = replace(ckpt.config, tensorboard=True)
     saved = tmp_path / "run.npz"
     checkpoint.save(saved, ckpt)
     parser = argparse.ArgumentParser()
     cli.add_train_arguments(parser)
 
-    def resumed(*flags: str) -> str:
+    def resumed(*flags: str) -> bool:
         args = parser.parse_args(["--resume", str(saved), "--device", "cpu", *flags])
         return cli.config_from_args(args).tensorboard
 
-    assert resumed() == str(tmp_path / "tb")
-    assert resumed("--tensorboard", str(tmp_path / "other")) == str(tmp_path / "other")
-    assert resumed("--no-tensorboard") == ""
+    assert resumed() is True
+    assert resumed("--no-tensorboard") is False

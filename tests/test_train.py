@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_env, run_cli, run_cli_without
+from conftest import cli_env, hashes, records, run_cli, run_cli_without, weights
 
 from pongxp import checkpoint, cli
 from pongxp.backend import gpu_available
@@ -20,29 +20,14 @@ from pongxp.config import usable_cores
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SMALL = ("--hidden", "16", "--batch-size", "2", "--seed", "5")
-TIMING = {
-    "steps_per_s",
-    "run_steps_per_s",
-    "time",
-}  # wall-clock fields; everything else must repeat exactly
-
-
-def records(path: Path) -> list[dict]:
-    lines = path.read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
-
-
-def weights(path: Path) -> dict[str, np.ndarray]:
-    ckpt = checkpoint.load(path)
-    return {**ckpt.params, **{f"cache_{k}": v for k, v in ckpt.cache.items()}}
 
 
 def test_help_documents_every_flag() -> None:
     proc = run_cli("train.py", "--help")
     assert proc.returncode == 0
     for flag in ("--episodes", "--batch-size", "--lr", "--gamma", "--decay-rate", "--hidden",
-                 "--seed", "--env-id", "--device", "--dtype", "--checkpoint", "--resume",
-                 "--checkpoint-every", "--metrics", "--num-envs", "--keep", "--quiet"):  # fmt: skip
+                 "--seed", "--env-id", "--device", "--dtype", "--run", "--resume",
+                 "--checkpoint-every", "--tensorboard", "--num-envs", "--keep"):  # fmt: skip
         assert flag in proc.stdout, flag
     assert "float32" in proc.stdout and "Pong-v0" in proc.stdout
 
@@ -54,7 +39,8 @@ def test_short_run_prints_logs_and_checkpoints(train_cli: Run, tmp_path: Path) -
     assert len(lines) == 2
     for word in ("reward", "running", "steps", "steps/s"):
         assert word in lines[0]
-    recs = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    log = (tmp_path / "run" / "metrics.jsonl").read_text()
+    recs = [json.loads(line) for line in log.splitlines()]
     assert [r["episode"] for r in recs] == [1, 2]
     for r in recs:
         assert -21 <= r["reward"] <= 21 and r["steps"] > 100 and r["steps_per_s"] > 0
@@ -63,7 +49,7 @@ def test_short_run_prints_logs_and_checkpoints(train_cli: Run, tmp_path: Path) -
     assert recs[1]["running_reward"] == pytest.approx(
         0.99 * recs[0]["reward"] + 0.01 * recs[1]["reward"]
     )
-    ckpt = checkpoint.load(tmp_path / "run.npz")
+    ckpt = checkpoint.load(tmp_path / "run")
     assert ckpt.episode == 2 and ckpt.params["W1"].shape == (16, 6400)
     assert ckpt.params["W1"].dtype == np.float32
     assert ckpt.total_steps == sum(r["steps"] for r in recs)
@@ -76,13 +62,13 @@ def test_short_run_prints_logs_and_checkpoints(train_cli: Run, tmp_path: Path) -
 def test_same_seed_is_bit_identical(train_cli: Run, tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert train_cli("--episodes", "3", *SMALL, name=name).returncode == 0
-    assert records(tmp_path / "a.jsonl") == records(tmp_path / "b.jsonl")
-    wa, wb = weights(tmp_path / "a.npz"), weights(tmp_path / "b.npz")
+    assert records(tmp_path / "a" / "metrics.jsonl") == records(tmp_path / "b" / "metrics.jsonl")
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k])
     # A different seed gives a different run.
     assert train_cli("--episodes", "3", *SMALL[:-1], "6", name="c").returncode == 0
-    assert not np.array_equal(weights(tmp_path / "c.npz")["W1"], wa["W1"])
+    assert not np.array_equal(weights(tmp_path / "c")["W1"], wa["W1"])
 
 
 @pytest.mark.parametrize(("dtype", "num_envs"), [("float32", 1), ("float64", 1), ("float32", 2)])
@@ -93,13 +79,12 @@ def test_resume_is_exact(train_cli: Run, tmp_path: Path, dtype: str, num_envs: i
     first = train_cli("--episodes", "2", *flags, name="split")
     assert first.returncode == 0, first.stderr
     second = run_cli(
-        "train.py", "--resume", str(tmp_path / "split.npz"), "--episodes", "4", "--device", "cpu",
-        "--checkpoint", str(tmp_path / "split.npz"), "--metrics", str(tmp_path / "split.jsonl"),
+        "train.py", "--resume", str(tmp_path / "split"), "--episodes", "4", "--device", "cpu",
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert "resumed" in second.stdout
-    assert records(tmp_path / "straight.jsonl") == records(tmp_path / "split.jsonl")
-    ws, wr = weights(tmp_path / "straight.npz"), weights(tmp_path / "split.npz")
+    assert records(tmp_path / "straight") == records(tmp_path / "split")
+    ws, wr = weights(tmp_path / "straight"), weights(tmp_path / "split")
     for k in ws:
         np.testing.assert_array_equal(ws[k], wr[k])
 
@@ -113,16 +98,16 @@ def test_the_run_does_not_depend_on_the_number_of_actors(train_cli: Run, tmp_pat
         proc = train_cli("--episodes", episodes, "--num-envs", n, *flags, name=name)
         assert proc.returncode == 0, proc.stderr
     assert "2 actors" in proc.stdout
-    resumed = train_cli("--resume", str(tmp_path / "split.npz"), "--episodes", "6",
+    resumed = train_cli("--resume", str(tmp_path / "split"), "--episodes", "6",
                         "--num-envs", "1", name="split")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    want = records(tmp_path / "one.jsonl")
+    want = records(tmp_path / "one" / "metrics.jsonl")
     assert len(want) == 6
-    assert records(tmp_path / "two.jsonl") == want
-    assert records(tmp_path / "split.jsonl") == want
+    assert records(tmp_path / "two" / "metrics.jsonl") == want
+    assert records(tmp_path / "split" / "metrics.jsonl") == want
     for name in ("two", "split"):
-        got = weights(tmp_path / f"{name}.npz")
-        for k, v in weights(tmp_path / "one.npz").items():
+        got = weights(tmp_path / name)
+        for k, v in weights(tmp_path / "one").items():
             np.testing.assert_array_equal(got[k], v)
 
 
@@ -201,30 +186,16 @@ def test_resume_from_format_1_checkpoint_continues(small_checkpoint: Path, tmp_p
     old = tmp_path / "old.npz"
     np.savez(old, **arrays)
     assert checkpoint.load(old).streams == []
-    proc = run_cli(
-        "train.py",
-        "--resume",
-        str(old),
-        "--episodes",
-        "3",
-        "--device",
-        "cpu",
-        "--checkpoint",
-        str(old),
-        "--metrics",
-        str(tmp_path / "old.jsonl"),
-        "--overwrite",
-    )  # fmt: skip  (its log was not kept)
-    assert proc.returncode == 0, proc.stderr
-    assert "format-1 checkpoint" in proc.stdout
-    assert checkpoint.load(old).episode == 3
+    proc = run_cli("train.py", "--resume", str(old), "--episodes", "3", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr  # (its log was not kept: a new one starts)
+    assert "format-1 checkpoint" in proc.stdout and "starts at episode 3" in proc.stdout
+    assert checkpoint.load(tmp_path / "old").episode == 3
 
 
 def test_resume_keeps_the_checkpoint_settings(small_checkpoint: Path, tmp_path: Path) -> None:
-    out = tmp_path / "more.npz"
+    out = tmp_path / "more"
     proc = run_cli("train.py", "--resume", str(small_checkpoint), "--episodes", "3",
-                   "--device", "cpu", "--checkpoint", str(out),
-                   "--metrics", str(tmp_path / "more.jsonl"))  # fmt: skip
+                   "--device", "cpu", "--run", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     ckpt = checkpoint.load(out)
     assert ckpt.episode == 3 and ckpt.config.hidden == 16 and ckpt.config.batch_size == 1
@@ -237,23 +208,23 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_gpu_without_cuda_names_the_fix_before_any_overwrite_refusal(tmp_path: Path) -> None:
-    """The device is the problem to fix first: an existing run at --checkpoint must
-    not hide it behind "already exists" (CuPy is made unimportable, so this runs
+def test_gpu_without_cuda_names_the_fix_before_any_folder_refusal(tmp_path: Path) -> None:
+    """The device is the problem to fix first: a --run folder that is taken must
+    not hide it behind "already holds" (CuPy is made unimportable, so this runs
     on GPU machines too)."""
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    ckpt.parent.mkdir()
     ckpt.write_bytes(b"an earlier run")
-    metrics = str(tmp_path / "m.jsonl")
     proc = run_cli_without("cupy", "train", "--device", "gpu", "--episodes", "1",
-                           "--checkpoint", str(ckpt), "--metrics", metrics)  # fmt: skip
+                           "--run", str(ckpt.parent))  # fmt: skip
     line = one_line_error(proc)
     assert line.startswith("error: --device gpu: CuPy is not installed"), line
     assert ckpt.read_bytes() == b"an earlier run"
 
 
-def test_auto_device_says_what_it_chose(train_cli: Run) -> None:
+def test_auto_device_says_what_it_chose(tmp_path: Path) -> None:
     proc = run_cli("train.py", "--device", "auto", "--episodes", "1", "--hidden", "8",
-                   "--checkpoint", "/dev/null/x.npz", "--metrics", "/dev/null/x.jsonl")  # fmt: skip
+                   "--batch-size", "1", "--run", str(tmp_path / "x"))  # fmt: skip
     expected = "GPU" if gpu_available()[0] else "CPU"
     assert f"on {expected} (" in proc.stdout + proc.stderr
 
@@ -269,10 +240,10 @@ def test_auto_device_says_why_an_installed_cupy_is_not_used(tmp_path: Path) -> N
     env = {**cli_env(), "PYTHONPATH": f"{fake.parent}{os.pathsep}{cli_env()['PYTHONPATH']}"}
     proc = subprocess.run(
         [sys.executable, "-m", "pongxp", "train", "--device", "auto", "--episodes", "1",
-         "--checkpoint", "/dev/null/x.npz", "--metrics", "/dev/null/x.jsonl"],
+         "--hidden", "8", "--batch-size", "1", "--run", str(tmp_path / "x")],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr  # stopped by the unwritable paths, after the line
+    assert proc.returncode == 0, proc.stderr
     assert (
         " on CPU (NumPy " in proc.stdout
         and ", float32 (GPU not used: CuPy cannot use a CUDA device "
@@ -285,8 +256,7 @@ def test_corrupt_checkpoint_is_refused_and_left_alone(tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 this is not a zip file at all")
     before = bad.read_bytes()
-    proc = run_cli("train.py", "--resume", str(bad), "--device", "cpu",
-                   "--checkpoint", str(bad), "--metrics", str(tmp_path / "m.jsonl"))  # fmt: skip
+    proc = run_cli("train.py", "--resume", str(bad), "--device", "cpu")
     line = one_line_error(proc)
     assert str(bad) in line
     assert bad.read_bytes() == before
@@ -316,23 +286,22 @@ def test_unknown_choice_is_an_argparse_error(train_cli: Run) -> None:
 @pytest.mark.skipif(not gpu_available()[0], reason=gpu_available()[1])
 def test_checkpoint_moves_between_gpu_and_cpu(tmp_path: Path) -> None:
     """Train on the GPU, resume on the CPU, then back on the GPU."""
-    ckpt, log = str(tmp_path / "x.npz"), str(tmp_path / "x.jsonl")
-    plan = [("gpu", "2", ()), ("cpu", "4", ("--resume", ckpt)), ("gpu", "6", ("--resume", ckpt))]
+    ckpt = str(tmp_path / "x")
+    plan = [("gpu", "2", ("--run", ckpt)), ("cpu", "4", ("--resume", ckpt)),
+            ("gpu", "6", ("--resume", ckpt))]  # fmt: skip
     for device, episodes, extra in plan:
-        proc = run_cli("train.py", "--device", device, "--episodes", episodes, *SMALL, *extra,
-                       "--checkpoint", ckpt, "--metrics", log)  # fmt: skip
+        proc = run_cli("train.py", "--device", device, "--episodes", episodes, *SMALL, *extra)
         assert proc.returncode == 0, proc.stderr
         assert checkpoint.load(ckpt).episode == int(episodes)
-    assert [r["episode"] for r in records(Path(log))] == list(range(1, 7))
+    assert [r["episode"] for r in records(Path(ckpt))] == list(range(1, 7))
 
 
 def test_fresh_run_does_not_replace_an_earlier_one(train_cli: Run, tmp_path: Path) -> None:
     assert train_cli("--episodes", "1", *SMALL).returncode == 0
-    before = (tmp_path / "run.npz").read_bytes()
+    before = hashes(tmp_path)
     line = one_line_error(train_cli("--episodes", "1", *SMALL))
-    assert "already exists" in line and "--resume" in line and "--overwrite" in line
-    assert (tmp_path / "run.npz").read_bytes() == before
-    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 1
-    proc = train_cli("--episodes", "1", *SMALL[:-1], "9", "--overwrite")
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "run.npz").read_bytes() != before
+    assert line == (
+        f"error: {tmp_path / 'run'} already holds a run; continue it with: python train.py "
+        f"--resume {tmp_path / 'run'}, or choose another --run"
+    )
+    assert hashes(tmp_path) == before

@@ -157,12 +157,12 @@ def test_video_every_records_without_changing_training(
         "--episodes", "2", "--batch-size", "1", "--hidden", "16", "--video-every", "2"
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    video = tmp_path / "run-videos" / "ep000002.mp4"
+    video = tmp_path / "run" / "videos" / "ep000002.mp4"
     assert f"video: {video}" in proc.stdout
     assert sorted(p.name for p in video.parent.iterdir()) == ["ep000002.mp4"]
 
     # Training is bit-identical to the run without videos.
-    with_video, without = checkpoint.load(tmp_path / "run.npz"), checkpoint.load(small_checkpoint)
+    with_video, without = checkpoint.load(tmp_path / "run"), checkpoint.load(small_checkpoint)
     for name in ("W1", "W2"):
         np.testing.assert_array_equal(with_video.params[name], without.params[name])
         np.testing.assert_array_equal(with_video.cache[name], without.cache[name])
@@ -172,7 +172,9 @@ def test_video_every_records_without_changing_training(
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         return [(r["episode"], r["reward"], r["steps"]) for r in lines]
 
-    assert logged(tmp_path / "run.jsonl") == logged(small_checkpoint.with_suffix(".jsonl"))
+    assert logged(tmp_path / "run" / "metrics.jsonl") == logged(
+        small_checkpoint.with_name("metrics.jsonl")
+    )
 
     # The video is the game of the weights after episode 2, on its own seed.
     import array_api_compat.numpy as xp
@@ -203,10 +205,11 @@ def test_training_video_that_cannot_be_written_is_skipped(
     from pongxp.video import TrainingRecorder
 
     ckpt = checkpoint.load(small_checkpoint)
-    cfg = replace(ckpt.config, checkpoint=str(tmp_path / "run.npz"), video_every=2)
-    (tmp_path / "run-videos").write_text("a file where the video folder would go")
+    cfg = replace(ckpt.config, video_every=2)
+    videos = tmp_path / "videos"
+    videos.write_text("a file where the video folder would go")
     said: list[str] = []
-    recorder = TrainingRecorder(cfg, start_episode=0, say=said.append)
+    recorder = TrainingRecorder(cfg, videos, start_episode=0, say=said.append)
     assert recorder.after_batch(1, ckpt.params, np.asarray) is None  # 2 not reached yet
     assert said == []
     assert recorder.after_batch(3, ckpt.params, np.asarray) is None  # due, but cannot write
