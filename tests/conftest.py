@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -173,6 +174,51 @@ def processes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "processes.npz"
 
 
+#: How long a Ray node started by the tests may take to come up: Ray itself gives its
+#: raylet 30 s to register (fixed in ray/_private/node.py), which a busy machine misses.
+RAY_START_S = 300
+
+
+@contextlib.contextmanager
+def patient_ray(what: str, seconds: float = RAY_START_S) -> Iterator[None]:
+    """Give the Ray nodes started in the block ``seconds`` to come up, not Ray's 30 s;
+    if they still do not, fail the test with the reason, not Ray's traceback.
+
+    Ray waits for a new node by polling ``ray._private.services.get_node`` until its
+    fixed 30 s are up; the block makes each of those look-ups wait for the node
+    itself, up to ``seconds``. (Where a Ray version lacks that function, Ray's own
+    wait applies.)
+    """
+    from ray._private import services
+
+    original = getattr(services, "get_node", None)
+
+    def get_node(*args: object, **kwargs: object) -> object:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return original(*args, **kwargs)  # type: ignore[misc]
+            except RuntimeError:  # the node has not registered yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    if original is not None:
+        services.get_node = get_node
+    try:
+        yield
+    except Exception as exc:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        pytest.fail(
+            f"{what} did not start within {seconds:.0f} s (load average {load}); "
+            f"is the machine overloaded? Ray said: {str(exc).strip().splitlines()[-1:]}",
+            pytrace=False,
+        )
+    finally:
+        if original is not None:
+            services.get_node = original
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """One local Ray instance (4 CPUs) for all Ray tests, started once; its address.
@@ -185,7 +231,8 @@ def ray_address() -> Iterator[str]:
     sigterm = signal.getsignal(signal.SIGTERM)
     # (ray.init also sets RAY_AUTH_MODE=token here, which the runs that join need.)
     # address="local": a new instance, never another one found on this machine.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    with patient_ray("the tests' local Ray instance"):
+        ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
     signal.signal(signal.SIGTERM, sigterm)  # ray.init's would exit pytest on SIGTERM
     try:
         yield ray.get_runtime_context().gcs_address

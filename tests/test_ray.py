@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import RAY_EPISODES as EPISODES
 from conftest import RAY_SMALL as SMALL
-from conftest import needs, run_cli_without
+from conftest import needs, patient_ray, run_cli_without
 from test_faults import error_line, finish, logged, start, train_argv, wait_for
 from test_train import records, weights
 
@@ -339,3 +339,34 @@ def test_ray_actors_without_ray_name_the_extra(tmp_path: Path) -> None:
         f"error: --actors ray needs ray, which is not installed; pip install -e '.[ray]' in {root}"
     )
     assert result.stdout == ""
+
+
+def test_ray_nodes_started_by_the_tests_get_minutes_to_come_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 34: Ray gives a new node's raylet 30 s to register, which a busy machine
+    missed; ``patient_ray`` makes the look-up Ray polls wait for the node itself."""
+    pytest.importorskip("ray")
+    import inspect
+
+    import ray._private.node
+    from ray._private import services
+
+    # Ray waits through this module attribute, the one patient_ray replaces.
+    assert "ray._private.services.get_node(" in inspect.getsource(ray._private.node.Node)
+    tries = []
+
+    def slow_node(*args: object) -> str:
+        tries.append(args)
+        if len(tries) < 4:
+            raise RuntimeError("GCS cannot find the node")  # not registered yet
+        return "node info"
+
+    monkeypatch.setattr(services, "get_node", slow_node)
+    with patient_ray("a test node", seconds=60):
+        assert services.get_node("gcs", "id") == "node info"  # one look-up, waiting
+    assert len(tries) == 4 and services.get_node is slow_node
+    tries.clear()
+    failed = pytest.raises(pytest.fail.Exception, match="a test node did not start within 0 s")
+    with failed, patient_ray("a test node", seconds=0):
+        services.get_node("gcs", "id")
