@@ -329,15 +329,13 @@ def convert_logs(
         plans.append(event_files.plan_new(run, str(log), overwrite, "another DIR"))
     done = []
     for log, plan, run_records in zip(logs, plans, records, strict=True):
-        origin = os.path.getmtime(log) - float(run_records[-1].get("time", 0.0))
+        origin = os.path.getmtime(log) - float(run_records[-1]["time"])
         board = TensorBoardLog(plan, note=f"converted from {log}")
         total = 0
         try:
-            for record in run_records:
-                # Logs of the first format lack total_steps: the steps add up to it.
-                total = int(record.get("total_steps", total + record.get("steps", 0)))
-                walltime = origin + record["time"] if "time" in record else None
-                board.episode({**record, "total_steps": total}, walltime)
+            for record in run_records:  # (metrics.load checked that each has them all)
+                total = int(record["total_steps"])
+                board.episode(record, origin + record["time"])
         finally:
             board.close()
         done.append(Converted(plan.directory, len(run_records), total))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -96,6 +97,23 @@ def run_cli_without(
         [sys.executable, "-c", code, *args],
         capture_output=True, text=True, timeout=timeout, env=cli_env(),
     )  # fmt: skip
+
+
+def log_record(episode: int, **changes: object) -> dict[str, object]:
+    """A metrics-log record as training writes it, for episode ``episode`` (each
+    1000 steps long), with ``changes``; a value of None leaves that field out."""
+    record: dict[str, object] = {
+        "episode": episode, "reward": -21, "running_reward": -21.0, "steps": 1000,
+        "steps_per_s": 2000.0, "total_steps": 1000 * episode, "time": 0.5 * episode,
+        "run_steps_per_s": 2000.0,
+    }  # fmt: skip
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def log_lines(*records: dict[str, object]) -> str:
+    """``records`` as the lines of a metrics log."""
+    return "".join(json.dumps(r) + "\n" for r in records)
 
 
 @pytest.fixture
