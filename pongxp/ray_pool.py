@@ -114,7 +114,7 @@ def open_ray_pool(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[RayActo
 
     Raises:
         ConfigError: the address cannot be reached or joined, or has no CPUs.
-        RolloutError: the actors did not start.
+        RolloutError: the local Ray instance or the actors did not start.
     """
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
     owned = not ray.is_initialized()
@@ -123,13 +123,21 @@ def open_ray_pool(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[RayActo
     elif address is None:
         num_actors, note = cfg.num_actors()
         say(f"starting a local Ray instance with {num_actors} CPUs")
-        ray.init(
-            address="local",
-            num_cpus=num_actors,
-            include_dashboard=False,
-            log_to_driver=False,  # actor failures come back as exceptions, in one line
-            logging_level=logging.ERROR,
-        )
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_actors,
+                include_dashboard=False,
+                log_to_driver=False,  # actor failures come back as exceptions, in one line
+                logging_level=logging.ERROR,
+            )
+        except Exception as exc:  # e.g. its raylet missed Ray's fixed 30 s on a busy machine
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            raise RolloutError(
+                f"the local Ray instance did not start: {_last_line(exc)}; on a busy machine "
+                "run it again, or use --actors processes"
+            ) from exc
     else:
         where = "--ray-address" if cfg.ray_address else "$RAY_ADDRESS"
         _check_reachable(address, where)
