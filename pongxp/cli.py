@@ -17,6 +17,7 @@ from pongxp.config import (
     DTYPES,
     PRESETS,
     STANDARDIZE,
+    ConfigError,
     TrainConfig,
 )
 
@@ -126,8 +127,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="R",
-        help=f"the running reward at which --lr-end is reached, in (-21, 21] "
-        f"(default {d.lr_end_at:g})",
+        help=f"the running reward at which --lr-end is reached, in (-21, 21]; only with "
+        f"--lr-end, given or resumed (default {d.lr_end_at:g})",
     )
     alg.add_argument(
         "--standardize",
@@ -310,6 +311,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:
             values[f.name] = given
+    # (Here, not in validate: a checkpoint's settings hold lr_end_at's default either way.)
+    if getattr(args, "lr_end_at", None) is not None and values["lr_end"] is None:
+        raise ConfigError(
+            "--lr-end-at says where the --lr-end schedule ends, and this run has no "
+            "--lr-end: add --lr-end LR, or drop --lr-end-at"
+        )
     return TrainConfig(**values).validate()
 
 

@@ -260,7 +260,11 @@ class Actor:
                 self._episode = _InProgress()
             record = _EpisodeRecord()
             loop = self._play_direct if self.direct else self._play_gym
-            share_over = loop(record, greedy, on_frame, quota, played, fresh)
+            # Weights a too-large learning rate blew up overflow here, in the rollout
+            # before the next update: that update's finiteness check says so in one
+            # line (naming the flag), not NumPy's RuntimeWarnings from a worker.
+            with np.errstate(over="ignore", invalid="ignore"):
+                share_over = loop(record, greedy, on_frame, quota, played, fresh)
             piece = record.finish()
             pieces.append(piece)
             played += piece.num_steps

@@ -303,6 +303,17 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.3g} {units[step]}"
 
 
+def _smaller_rate(cfg: TrainConfig, learning_rate: float) -> str:
+    """What to lower after weights blew up: ``--lr-end`` where its schedule had
+    raised the rate above ``--lr`` (the user's ``--lr`` was not the cause), else ``--lr``."""
+    if cfg.lr_end is not None and learning_rate > cfg.learning_rate:
+        return (
+            f"try a smaller --lr-end (its schedule had raised the rate to {learning_rate:.3g}, "
+            f"from --lr {cfg.learning_rate:g})"
+        )
+    return "try a smaller --lr"
+
+
 def _open_ray_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
     """Ray rollout actors as ``cfg`` says, and a note on their number.
 
@@ -414,7 +425,7 @@ def _loop(
         if not all_finite([*grads.values(), *params.values(), *cache.values()], xp):
             raise TrainingError(
                 f"weights or gradients became NaN/inf in the update after episode {episode}; "
-                f"{_kept(cfg, latest, last_saved)}; try a smaller --lr"
+                f"{_kept(cfg, latest, last_saved)}; {_smaller_rate(cfg, learning_rate)}"
             )
         state = Committed(
             params,
