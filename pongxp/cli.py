@@ -75,8 +75,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--episodes",
         type=int,
         default=None,
-        help="total episodes to reach, counting those before a resume; with --batch-steps "
-        f"the last batch may end a few more (default {d.episodes})",
+        help="total episodes to reach, counting those before a resume; the run ends at "
+        "exactly that many: no batch ends more than it still needs (with --batch-steps, "
+        "each slot of the last batches stops at the end of its share of those, split over "
+        f"the slots) (default {d.episodes})",
     )
     alg.add_argument(
         "--batch-size",

@@ -89,12 +89,14 @@ class RolloutActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def play(self, weights: list[Any], stream: Stream, quota: int | None) -> Played:
+    def play(
+        self, weights: list[Any], stream: Stream, quota: int | None, limit: int | None = None
+    ) -> Played:
         """Play a slot's share from ``stream`` with the weights in ``weights[0]``."""
         if weights[0] != self.weights:
             self.actor.set_weights(*ray.get(weights[0]))
             self.weights = weights[0]
-        return play_stream(self.actor, stream, quota)
+        return play_stream(self.actor, stream, quota, limit)
 
 
 # One CPU each: Ray places no more actors on a node than it has cores.
@@ -289,11 +291,15 @@ class RayActorPool:
         """Host weights (W1 (H, D), W2 (H,)) for the next episodes: one put for all actors."""
         self._weights = [ray.put((w1, w2))]
 
-    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]:
+    def play(
+        self, streams: list[Stream], quota: int | None = None, limits: list[int] | None = None
+    ) -> Iterator[Played]:
         """Play each slot's share of a batch from its stream; yield them in slot order.
 
         Args:
             quota: ``slot_share.slot_quota``'s steps a share; None: one episode each.
+            limits: the episodes each slot's share may end at most
+                (``slot_share.episode_allowances``); None: no limit.
 
         Yields:
             (share, stream): what was played from ``streams[j]`` and that
@@ -307,7 +313,8 @@ class RayActorPool:
         running: dict[Any, tuple[Any, int]] = {}  # ObjectRef -> (actor, slot)
 
         def dispatch(actor: Any, slot: int) -> None:
-            ref = actor.play.remote(self._weights, streams[slot], quota)
+            limit = limits[slot] if limits else None
+            ref = actor.play.remote(self._weights, streams[slot], quota, limit)
             running[ref] = (actor, slot)
 
         def dispatch_idle() -> None:

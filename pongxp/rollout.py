@@ -239,12 +239,20 @@ class Actor:
         share = self.play_share(None, greedy, on_frame)
         return share.batch, share.ended[0]
 
-    def play_share(self, quota: int | None, greedy: bool = False, on_frame: Any = None) -> Share:
+    def play_share(
+        self,
+        quota: int | None,
+        greedy: bool = False,
+        on_frame: Any = None,
+        episodes: int | None = None,
+    ) -> Share:
         """Play a slot's share of a batch: where it ends is ``slot_share.share_ends``.
 
         Args:
             quota: ``slot_share.slot_quota``'s steps; None for one whole episode.
             greedy, on_frame: as for ``play``.
+            episodes: end the share at the end of its ``episodes``-th episode,
+                quota or not (``slot_share.episode_allowances``); None: no limit.
         """
         if self.w1_t is None:
             raise RuntimeError("set_weights() before play()")
@@ -276,6 +284,8 @@ class Actor:
                 ended.append(EpisodeStats(episode.reward, episode.steps, episode.seconds))
                 ended_at.append(played)
                 self._episode = None
+                if episodes is not None and len(ended) >= episodes:
+                    share_over = True  # the run needs no more episodes from this slot
             if share_over:
                 batch = pieces[0] if len(pieces) == 1 else stack(pieces)
                 return Share(batch, ended, ended_at, time.perf_counter() - start)

@@ -34,6 +34,7 @@ from pongxp.metrics import MetricsLog
 from pongxp.optim import zeros_like_params
 from pongxp.policy import init_params
 from pongxp.progress import Progress
+from pongxp.slot_share import episode_allowances
 from pongxp.update import all_finite, apply_update
 from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_streams
 
@@ -195,9 +196,7 @@ def _train(
         except RolloutError as exc:  # the actors are lost; what is committed is not
             state = latest.state
             latest.save(cfg, state, backend)
-            raise TrainingError(
-                f"{exc}; saved episode {state.episode} to {cfg.checkpoint}; {continue_with}"
-            ) from exc
+            raise TrainingError(f"{exc}; {_saved(cfg, state)}; {continue_with}") from exc
         finally:
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
                 metrics.close()
@@ -249,14 +248,20 @@ def _stop(
     if latest is not None:
         latest.save(cfg, latest.state, backend)
         _report_idle(actors, say, cfg)
-        saved = f"saved episode {latest.state.episode} to {cfg.checkpoint}"
-        say(f"interrupted: {saved}; {continue_with}")
+        say(f"interrupted: {_saved(cfg, latest.state)}; {continue_with}")
         return
     # Before training began: nothing to save.
     if resumed is None:
         _forget(cfg)
     kept = f"{cfg.resume} is unchanged; {continue_with}" if resumed else "nothing was saved"
     say(f"interrupted: before training began; {kept}")
+
+
+def _saved(cfg: TrainConfig, state: Committed) -> str:
+    """What a stop saved, for its line; at episode 0 it says that this is the
+    untrained start (a first batch of steps can be minutes of play, all lost)."""
+    saved = f"saved episode {state.episode} to {cfg.checkpoint}"
+    return f"{saved}, the start: no batch had finished" if state.episode == 0 else saved
 
 
 def _forget(cfg: TrainConfig) -> None:
@@ -361,10 +366,13 @@ def _loop(
 
         played, streams = [], list(state.streams)
         logged_steps = state.logged_steps
-        # A batch of steps plays every slot; a batch of episodes no more than the run needs.
+        # No batch ends more episodes than the run needs: a batch of episodes plays
+        # no more slots, and a batch of steps stops each slot at its last allowed one.
         quota = cfg.quota_at(running, episode)
-        count = cfg.batch_size if quota else min(cfg.batch_size, cfg.episodes - episode)
-        for j, (share, stream) in enumerate(actors.play(state.streams[:count], quota)):
+        limits = episode_allowances(cfg.episodes - episode, cfg.batch_size)
+        count = len(limits)
+        shares = actors.play(state.streams[:count], quota, limits if quota else None)
+        for j, (share, stream) in enumerate(shares):
             streams[j] = stream
             played.append(share.batch)
             # Episodes are logged in slot order, each at the steps played before
