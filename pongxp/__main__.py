@@ -1,3 +1,6 @@
+"""``python -m pongxp`` and the ``pongxp`` console script (``run``): nothing but the
+signal set-up comes before the command, so a signal during start-up ends quietly."""
+
 import signal
 import sys
 
@@ -16,4 +19,10 @@ def _main() -> int:
     return main()
 
 
-sys.exit(interrupts.command(_main))
+def run() -> int:
+    """The console script's entry: importing this module made Ctrl-C quiet first."""
+    return interrupts.command(_main)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

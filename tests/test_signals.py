@@ -204,6 +204,10 @@ def wait(marker=marker, go=go, os=os, time=time):
 {hook}
 if entry == "-m":
     runpy.run_module("pongxp", run_name="__main__", alter_sys=True)
+elif ":" in entry:  # a console script, as pip writes it
+    module, function = entry.split(":")
+    sys.argv[0] = "pongxp"
+    sys.exit(getattr(__import__(module, fromlist=[function]), function)())
 else:
     runpy.run_path(entry, run_name="__main__")
 """
@@ -238,13 +242,22 @@ def _start_hooked(hook: str, tmp_path: Path, entry: str, *args: str):  # type: i
     return start(argv), marker, go
 
 
-@pytest.mark.parametrize("entry", ["train.py", "-m"], ids=["train.py", "python-m-pongxp"])
+def _console_script() -> str:
+    """The ``pongxp`` console script's entry point, as pyproject.toml declares it."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["pongxp"]
+
+
+@pytest.mark.parametrize(
+    "entry", ["train.py", "-m", "console"], ids=["train.py", "python-m-pongxp", "pongxp"]
+)
 def test_ctrl_c_while_pongxp_is_imported_ends_as_the_signal_does(
     entry: str, tmp_path: Path
 ) -> None:
     """Issue 34: a Ctrl-C in the imports printed a KeyboardInterrupt traceback; now
     it ends like SIGTERM there: no line, the signal's own exit, nothing written."""
-    path = str(ROOT / "train.py") if entry == "train.py" else "-m"
+    path = {"train.py": str(ROOT / "train.py"), "-m": "-m", "console": _console_script()}[entry]
     args = ["--checkpoint", str(tmp_path / "run.npz"), *FAST]
     proc, marker, go = _start_hooked(
         SLOW_IMPORT, tmp_path, path, *([] if entry == "train.py" else ["train"]), *args
