@@ -12,10 +12,11 @@ code is the first signal's, 128 + its number (130, 143, 129), as shells report.
 ``command`` installs the handlers before a command imports anything heavy,
 so a signal during start-up ends in one line too. Before that, while Python
 imports pongxp, SIGTERM and SIGHUP end the process as they do by default, with
-no line; the entry scripts' first lines (train.py, ``__main__``) make Ctrl-C do
-the same instead of printing a ``KeyboardInterrupt`` traceback. A signal that was ignored
-when the process started stays ignored: ``nohup`` ignores SIGHUP, and a
-shell's background jobs ignore SIGINT.
+no line; the entry scripts' first lines (train.py, ``__main__``, which is also
+the console script's) make Ctrl-C do the same instead of printing a
+``KeyboardInterrupt`` traceback. A signal that was ignored when the process
+started stays ignored: ``nohup`` ignores SIGHUP, and a shell's background jobs
+ignore SIGINT.
 
 Rollout worker processes never act on these signals (a terminal sends Ctrl-C
 and SIGHUP to them too): ``starting_child`` starts each with the three
