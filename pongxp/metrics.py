@@ -20,9 +20,9 @@ from pongxp.config import ConfigError
 #: Fields a record must hold as counts (integers >= 0) or numbers, where it has them.
 COUNTS = ("episode", "steps", "total_steps")
 NUMBERS = ("reward", "running_reward", "time", "steps_per_s", "run_steps_per_s")
-#: What every record of a pongxp log has, as training has always written it
-#: (``run_steps_per_s`` came later, so it is checked only where it is).
-FIELDS = ("episode", "reward", "running_reward", "steps", "steps_per_s", "total_steps", "time")
+#: What every record of a pongxp log has (train.py's and the tutorial's loop's alike);
+#: the speeds (``steps_per_s``, ``run_steps_per_s``) are checked only where they are.
+FIELDS = ("episode", "reward", "running_reward", "steps", "total_steps", "time")
 
 
 class LogError(ConfigError):

@@ -357,24 +357,3 @@ def test_a_run_ends_at_exactly_its_episodes(tmp_path: Path) -> None:
     assert "\ndone: 3 episodes, " in out
     saved = checkpoint.load(ckpt)
     assert saved.episode == 3 and saved.log_steps == saved.total_steps < 20_000
-
-
-def test_ctrl_c_in_the_first_batch_says_it_saved_the_start(tmp_path: Path) -> None:
-    """Issue 34: "saved episode 0" did not say that it is the untrained start, all the
-    play of a long first batch thrown away."""
-    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
-    proc = start(train_argv(ckpt, "--hidden", "8", "--batch-size", "1", "--batch-steps",
-                            "5000000", "--episodes", "100", "--device", "cpu"))  # fmt: skip
-    wait_for(lambda: logged(metrics) >= 1, proc)
-    proc.send_signal(signal.SIGINT)
-    code, out, err = finish(proc)
-    assert code == 130 and err == "", (code, err)
-    assert (
-        out.strip()
-        .splitlines()[-1]
-        .startswith(
-            f"interrupted: saved episode 0 to {ckpt}, the start: no batch had finished; "
-            f"continue with: "
-        )
-    )
-    assert checkpoint.load(ckpt).episode == 0

@@ -32,8 +32,7 @@ LOGS = {
     # name: (the log's text, what the one line says after "error: LOG")
     "episode and reward only": (
         "".join(json.dumps({"episode": e, "reward": -21}) + "\n" for e in (1, 2, 3)),
-        " is not a pongxp metrics log: no running_reward, steps, steps_per_s, total_steps, "
-        "time",
+        " is not a pongxp metrics log: no running_reward, steps, total_steps, time",
     ),
     "episode only": (
         "".join(json.dumps({"episode": e}) + "\n" for e in (1, 2)),

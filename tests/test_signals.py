@@ -289,3 +289,20 @@ def test_a_second_signal_while_the_process_exits_keeps_the_first_ones_exit(
     assert (code, err) == (128 + first, ""), (code, out, err)
     saved = checkpoint.load(ckpt)
     assert out.strip().splitlines()[-1].startswith(f"interrupted: saved episode {saved.episode}")
+
+
+def test_ctrl_c_in_the_first_batch_says_it_saved_the_start(tmp_path: Path) -> None:
+    """Issue 34: "saved episode 0" did not say that it is the untrained start, all the
+    play of a long first batch thrown away. One actor plays the batch's two slots one
+    after the other: once the first slot's game is logged, the second one is playing."""
+    ckpt, metrics = tmp_path / "run.npz", tmp_path / "run.jsonl"
+    proc = start(train_argv(ckpt, "--hidden", "8", "--batch-size", "2", "--num-envs", "1",
+                            "--episodes", "100", "--device", "cpu"))  # fmt: skip
+    wait_for(lambda: logged(metrics) >= 1, proc)
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 130 and err == "", (code, err)
+    last = out.strip().splitlines()[-1]
+    start_saved = f"interrupted: saved episode 0 to {ckpt}, the start: no batch had finished; "
+    assert last.startswith(f"{start_saved}continue with: "), last
+    assert checkpoint.load(ckpt).episode == 0
