@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from pongxp import __version__, interrupts
-from pongxp.config import PRESETS, RESTORED, SETTINGS, TrainConfig, flag, shown_default
+from pongxp.config import (
+    PRESETS,
+    RESTORED,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    flag,
+    shown_default,
+)
 
 DEFAULTS = TrainConfig()
 
@@ -90,6 +98,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:
             values[f.name] = given
+    # (Here, not in validate: a checkpoint's settings hold lr_end_at's default either way.)
+    if getattr(args, "lr_end_at", None) is not None and values["lr_end"] is None:
+        raise ConfigError(
+            "--lr-end-at says where the --lr-end schedule ends, and this run has no "
+            "--lr-end: add --lr-end LR, or drop --lr-end-at"
+        )
     return TrainConfig(**values).validate()
 
 

@@ -7,9 +7,11 @@ checked against finite differences).
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from conftest import ROOT, records, run_cli, weights
 from reference import central_differences
 
 from pongxp import backend as backend_mod
-from pongxp import checkpoint
+from pongxp import checkpoint, cli
 from pongxp.backend import DeviceBatch
 from pongxp.config import (
     HPARAMS,
@@ -91,6 +93,40 @@ def test_bad_flag_is_one_line(train_cli: Run) -> None:
     proc = train_cli("--entropy-bonus", "-1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --entropy-bonus must be from 0 to 1, got -1.0"
+
+
+def test_lr_end_at_without_lr_end_is_refused(
+    capsys: pytest.CaptureFixture[str], no_actors: None, small_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Issue 34: it was accepted and did nothing. On a resume, the checkpoint's
+    --lr-end counts (the session's small checkpoint has none)."""
+    files = ["--checkpoint", str(tmp_path / "r.npz"), "--metrics", str(tmp_path / "r.jsonl")]
+    assert cli.train_main(["--lr-end-at", "5", "--device", "cpu", *files]) == 2
+    assert capsys.readouterr().err == (
+        "error: --lr-end-at says where the --lr-end schedule ends, and this run has no "
+        "--lr-end: add --lr-end LR, or drop --lr-end-at\n"
+    )
+    assert not (tmp_path / "r.jsonl").exists()
+    parser = argparse.ArgumentParser()
+    cli.add_train_arguments(parser)
+    args = parser.parse_args(["--lr-end", "1e-3", "--lr-end-at", "5", *files])
+    assert cli.config_from_args(args).lr_end_at == 5.0
+    args = parser.parse_args(["--resume", str(small_checkpoint), "--lr-end-at", "5", *files])
+    with pytest.raises(ConfigError, match="this run has no --lr-end"):
+        cli.config_from_args(args)
+
+
+def test_a_schedule_that_blows_the_weights_up_names_lr_end_in_one_line(train_cli: Run) -> None:
+    """Issue 34: the error said "try a smaller --lr" (--lr-end had raised the rate) and
+    came after NumPy's RuntimeWarning lines from the rollout worker."""
+    proc = train_cli("--hidden", "8", "--batch-size", "1", "--episodes", "20", "--lr-end",
+                     "1e30", "--lr-end-at", "-20.99", "--quiet")  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: weights or gradients became NaN"), lines
+    assert lines[0].endswith(
+        "try a smaller --lr-end (its schedule had raised the rate to 1e+30, from --lr 0.0001)"
+    )
 
 
 def test_entropy_bonus_gradient_matches_finite_differences() -> None:
