@@ -100,13 +100,13 @@ def test_lr_end_at_without_lr_end_is_refused(
 ) -> None:
     """Issue 34: it was accepted and did nothing. On a resume, the checkpoint's
     --lr-end counts (the session's small checkpoint has none)."""
-    files = ["--checkpoint", str(tmp_path / "r.npz"), "--metrics", str(tmp_path / "r.jsonl")]
+    files = ["--run", str(tmp_path / "r")]
     assert cli.train_main(["--lr-end-at", "5", "--device", "cpu", *files]) == 2
     assert capsys.readouterr().err == (
         "error: --lr-end-at says where the --lr-end schedule ends, and this run has no "
         "--lr-end: add --lr-end LR, or drop --lr-end-at\n"
     )
-    assert not (tmp_path / "r.jsonl").exists()
+    assert not (tmp_path / "r").exists()
     parser = argparse.ArgumentParser()
     cli.add_train_arguments(parser)
     args = parser.parse_args(["--lr-end", "1e-3", "--lr-end-at", "5", *files])
@@ -245,3 +245,16 @@ def test_the_package_map_names_every_module() -> None:
     modules = sorted(p.stem for p in (ROOT / "pongxp").glob("*.py") if p.stem[0] != "_")
     listed = re.findall(r"^- ``(\w+)``", pongxp.__doc__ or "", flags=re.MULTILINE)
     assert sorted(listed) == modules
+
+
+@pytest.mark.parametrize("removed", ["--checkpoint", "--metrics", "--overwrite"])
+def test_a_flag_of_the_flat_files_says_what_replaced_it(
+    removed: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    value = [] if removed == "--overwrite" else [str(tmp_path / "x.npz")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main([removed, *value, "--device", "cpu"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"train.py: error: {removed} is gone: ") and "--run" in last, last
+    assert list(tmp_path.iterdir()) == []
