@@ -353,19 +353,19 @@ def test_a_run_that_turns_to_steps_resumes_exactly(tmp_path: Path) -> None:
     assert saved.config.batch_steps_from == -21
     # The turn happened: games spanned batches. (In batches of whole episodes each
     # episode's total_steps is the one before it plus its own steps.)
-    recs = records(tmp_path / "straight.jsonl")
+    recs = records(tmp_path / "straight")
     assert any(b["total_steps"] - a["total_steps"] != b["steps"] for a, b in pairwise(recs))
 
 
 def test_a_run_ends_at_exactly_its_episodes(tmp_path: Path) -> None:
     """Issue 34: --episodes 3 with batches of 10,000 steps a slot (about ten games
     each) ended some twenty episodes; now each slot stops at its share of the three."""
-    ckpt = tmp_path / "run.npz"
+    ckpt = tmp_path / "run" / "checkpoint.npz"
     code, out, err = run(train_argv(ckpt, "--hidden", "8", "--batch-size", "2",
                                     "--batch-steps", "20000", "--episodes", "3",
                                     "--device", "cpu", "--num-envs", "2"))  # fmt: skip
     assert code == 0, err
-    assert [r["episode"] for r in records(ckpt.with_suffix(".jsonl"))] == [1, 2, 3]
+    assert [r["episode"] for r in records(ckpt.parent)] == [1, 2, 3]
     assert "\ndone: 3 episodes, " in out
     saved = checkpoint.load(ckpt)
     assert saved.episode == 3 and saved.log_steps == saved.total_steps < 20_000

@@ -377,8 +377,7 @@ def test_a_local_ray_that_does_not_start_is_one_line(
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     code = cli.train_main(["--actors", "ray", "--num-envs", "1", "--batch-size", "1",
-                           "--device", "cpu", "--checkpoint", str(tmp_path / "run.npz"),
-                           "--metrics", str(tmp_path / "run.jsonl")])  # fmt: skip
+                           "--device", "cpu", "--run", str(tmp_path / "run")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 3 and err == (
         "error: the local Ray instance did not start: Exception: The current node timed out "
