@@ -114,6 +114,9 @@ def run_all(
             continue
         ckpt = run.checkpoint
         start = ["--resume", str(stem)] if ckpt.exists() else ["--run", str(stem), *flags]
+        flat = stem.with_name(stem.name + ".npz")  # an older sweep's run, as flat files
+        if not ckpt.exists() and flat.exists():
+            start = ["--resume", str(flat)]  # becomes the run folder ``stem``
         if tensorboard and not ckpt.exists():
             start += ["--tensorboard"]
         cmd = [sys.executable, str(ROOT / "train.py"), *start, "--episodes", str(episodes),
@@ -161,7 +164,10 @@ def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path,
                 ),
                 "reached": crossings(records),
             }
-            tb_dir = runs_dir / f"{name}-s{seed}-tb"
+            # A run folder's tb/; RUNS/<run>-tb for the flat runs of older sweeps.
+            tb_dir = runs_dir / f"{name}-s{seed}" / "tb"
+            if not tb_dir.is_dir():
+                tb_dir = runs_dir / f"{name}-s{seed}-tb"
             if tb_dir.is_dir():
                 per_seed[seed]["phases"] = band_diagnostics(tb_dir, records)
         table[name] = {"flags": flags, "seeds": per_seed}
@@ -328,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tensorboard", action="store_true",
         help="new runs also write TensorBoard events, per-batch policy figures included, "
-        "into RUNS/<run>-tb",
+        "into each run folder's tb/",
     )  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path.home() / "pongxp-runs" / "learning")
     parser.add_argument("--report-only", action="store_true", help="read the logs only")
