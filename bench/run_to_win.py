@@ -110,9 +110,10 @@ def summary(args: argparse.Namespace, goes: list[dict[str, Any]]) -> dict[str, A
         "episodes": ckpt.episode,
         "steps": ckpt.total_steps,
         "training_seconds": round(ckpt.elapsed, 1),
-        "steps_per_s": round(ckpt.total_steps / ckpt.elapsed, 1),
+        # (A run stopped in its first batch saved the start: no training time yet.)
+        "steps_per_s": round(ckpt.total_steps / max(ckpt.elapsed, 1e-9), 1),
         "running_reward": round(ckpt.running_reward, 2),
-        "update_share": round((spans + copies) / ckpt.elapsed, 4),
+        "update_share": round((spans + copies) / max(ckpt.elapsed, 1e-9), 4),
         "actors_idle_each_go": idle,
         "crossings": crossings(records),
     }

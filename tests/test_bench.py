@@ -258,16 +258,19 @@ def test_run_to_win_stops_at_the_level_and_a_second_go_continues(tmp_path: Path)
     run_to_win = bench_script("run_to_win")
     out, work = tmp_path / "out", tmp_path / "work"
     train = ["--", "--hidden", "8", "--batch-size", "1", "--num-envs", "1", "--device", "cpu"]
-    # Every running reward is >= -21: each go stops at its first logged episode.
-    flags = [str(out), "--work", str(work), "--until", "-21", "--time-limit", "600"]
-    assert run_to_win.main([*flags, *train]) == 0
+    # A level no run reaches: the first go plays its 2 episodes and ends.
+    flags = [str(out), "--work", str(work), "--time-limit", "600"]
+    assert run_to_win.main([*flags, "--until", "21", "--episodes", "2", *train]) == 0
     first = json.loads((out / "summary.json").read_text())
-    assert first["goes"][0]["stopped"] == "reached -21" and first["steps"] > 0
-    assert run_to_win.main(flags) == 0  # the same run, resumed from its checkpoint
+    assert first["goes"][0]["stopped"] == "finished" and first["episodes"] == 2
+    # Every running reward is >= -21: the second go, the same run resumed, stops at
+    # its first new episode.
+    assert run_to_win.main([*flags, "--until", "-21", "--episodes", "50"]) == 0
     second = json.loads((out / "summary.json").read_text())
-    assert [g["go"] for g in second["goes"]] == [1, 2]
-    assert second["episodes"] > first["episodes"] and second["steps"] > first["steps"]
+    assert [g["stopped"] for g in second["goes"]] == ["finished", "reached -21"]
+    assert second["episodes"] >= 2 and second["steps"] >= first["steps"] > 0
     assert "--resume" in (out / "train.log").read_text()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) >= 3
 
 
 def test_profile_update_times_every_piece_on_the_cpu(tmp_path: Path) -> None:
