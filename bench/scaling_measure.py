@@ -300,8 +300,11 @@ def recording_pool(pools: list[Any]) -> Callable[..., Any]:
             self.shares.append([])
             super().set_weights(w1, w2)
 
-        def play(self, streams: list[Any], quota: int | None = None) -> Any:
-            for (share, after), before in zip(super().play(streams, quota), streams, strict=True):
+        def play(
+            self, streams: list[Any], quota: int | None = None, limits: list[int] | None = None
+        ) -> Any:
+            played = super().play(streams, quota, limits)
+            for (share, after), before in zip(played, streams, strict=True):
                 self.shares[-1].append(
                     (share.batch.num_steps, share.seconds, "episode" in before, "episode" in after)
                 )

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from pongxp import __version__, interrupts
-from pongxp.config import PRESETS, RESTORED, SETTINGS, TrainConfig, flag, shown_default
+from pongxp.config import (
+    PRESETS,
+    RESTORED,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    flag,
+    shown_default,
+)
 
 DEFAULTS = TrainConfig()
 
@@ -90,16 +98,37 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[f.name] = given if given is not None else getattr(base, f.name)
         elif given is not None:
             values[f.name] = given
+    # (Here, not in validate: a checkpoint's settings hold lr_end_at's default either way.)
+    if getattr(args, "lr_end_at", None) is not None and values["lr_end"] is None:
+        raise ConfigError(
+            "--lr-end-at says where the --lr-end schedule ends, and this run has no "
+            "--lr-end: add --lr-end LR, or drop --lr-end-at"
+        )
     return TrainConfig(**values).validate()
+
+
+#: Flags of pongxp before run folders, and what replaced them.
+REMOVED = {
+    "--checkpoint": "a run writes its checkpoint into its folder: name it with --run runs/NAME",
+    "--metrics": "a run writes its log into its folder: name it with --run runs/NAME",
+    "--overwrite": "a new run gets a folder of its own (--run runs/NAME names it), so nothing "
+    "is ever replaced",
+}
 
 
 def train_main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Train the pongxp policy-gradient agent on Pong from pixels.",
+        allow_abbrev=False,  # --checkpoint must not pass for --checkpoint-every
     )
     add_train_arguments(parser)
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    for word in given:
+        if word.split("=")[0] in REMOVED:
+            name = word.split("=")[0]
+            parser.error(f"{name} is gone: {REMOVED[name]} (docs/runs.md)")
+    args = parser.parse_args(given)
     command = f"{_interpreter()} {prog}" if prog.endswith(".py") else prog
     return interrupts.command(
         lambda: run_guarded(lambda: _train(args, command)), interrupts.BEFORE_TRAINING

@@ -231,8 +231,8 @@ class TrainConfig:
         low=0, above=True, metavar="LR",
     )  # fmt: skip
     lr_end_at: float = setting(
-        0.0, "the running reward at which --lr-end is reached", low=-21, high=21, above=True,
-        metavar="R",
+        0.0, "the running reward at which --lr-end is reached; only with --lr-end, given "
+        "or resumed", low=-21, high=21, above=True, metavar="R",
     )  # fmt: skip
     entropy_bonus: float = setting(
         0.0, "an addition to REINFORCE: also climb BETA x the policy's entropy, which keeps "
@@ -299,8 +299,10 @@ class TrainConfig:
     )  # fmt: skip
     # Run
     episodes: int = setting(
-        10_000, "total episodes to reach, counting those before a resume; with --batch-steps "
-        "the last batch may end a few more", group="run", low=1,
+        10_000, "total episodes to reach, counting those before a resume; the run ends at "
+        "exactly that many: no batch ends more than it still needs (with --batch-steps, each "
+        "slot of the last batches stops at the end of its share of those, split over the "
+        "slots)", group="run", low=1,
     )  # fmt: skip
     checkpoint_every: int = setting(
         50, "save after this many episodes; also at the end and on Ctrl-C/SIGTERM",

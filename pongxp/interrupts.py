@@ -5,14 +5,18 @@ the same way, at whatever moment they come.
 Each raises ``Interrupted``, a KeyboardInterrupt, in the main thread, so one
 path handles all three: during training the trainer saves the last batch
 boundary and prints its ``interrupted:`` line; before that, it changes nothing
-and says so. A second signal while that runs is ignored, so an impatient
-second Ctrl-C cannot abort the save, and the exit code is the first signal's,
-128 + its number (130, 143, 129), as shells report.
+and says so. A second signal while that runs, or while the process then exits,
+is ignored, so an impatient second Ctrl-C cannot abort the save, and the exit
+code is the first signal's, 128 + its number (130, 143, 129), as shells report.
 
 ``command`` installs the handlers before a command imports anything heavy,
-so a signal during start-up ends in one line too. A signal that was ignored
-when the process started stays ignored: ``nohup`` ignores SIGHUP, and a
-shell's background jobs ignore SIGINT.
+so a signal during start-up ends in one line too. Before that, while Python
+imports pongxp, SIGTERM and SIGHUP end the process as they do by default, with
+no line; the entry scripts' first lines (train.py, ``__main__``, which is also
+the console script's) make Ctrl-C do the same instead of printing a
+``KeyboardInterrupt`` traceback. A signal that was ignored when the process
+started stays ignored: ``nohup`` ignores SIGHUP, and a shell's background jobs
+ignore SIGINT.
 
 Rollout worker processes never act on these signals (a terminal sends Ctrl-C
 and SIGHUP to them too): ``starting_child`` starts each with the three
@@ -35,6 +39,9 @@ BEFORE_TRAINING = "before training began; no file was changed"
 _first: int | None = None  # the signal that is ending this process, once one came
 _deferred = False  # in ``starting_child``: a signal is acted on when it ends
 _pending: int | None = None  # the signal that came while deferred
+# The signals ``command`` set to SIG_IGN as an interrupted process exits; ``install``
+# handles them again (in the same process, e.g. a test), unlike those ignored at start.
+_ignored_on_exit: set[int] = set()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -72,8 +79,9 @@ def install() -> dict[int, Any]:
     _first = _pending = None
     previous = {}
     for signum in HANDLED:
-        if signal.getsignal(signum) is not signal.SIG_IGN:
+        if signal.getsignal(signum) is not signal.SIG_IGN or signum in _ignored_on_exit:
             previous[signum] = signal.signal(signum, _handle)
+    _ignored_on_exit.clear()
     return previous
 
 
@@ -108,10 +116,25 @@ def command(job: Callable[[], int], before: str = "") -> int:
             print(f"interrupted: {before}" if before else f"interrupted ({name})", flush=True)
         return 128 + signum
     finally:
-        # Once interrupted the process is ending: a late second signal must not
-        # kill it on its way out, so the handlers stay.
         if _first is None:
             restore(previous)
+        else:
+            _ignore_on_exit()
+
+
+def _ignore_on_exit() -> None:
+    """Ignore ``HANDLED`` (those handled now) for the rest of an interrupted process.
+
+    Once interrupted the process is ending, and a late second signal must not kill
+    it on its way out: its exit code would become the signal's own (-2, -15)
+    instead of 130 or 143. Keeping ``_handle`` is not enough: Python's shutdown
+    puts every Python-level handler back to SIG_DFL before it frees the modules
+    (which takes a while after a large run), but it leaves SIG_IGN alone.
+    """
+    for signum in HANDLED:
+        if signal.getsignal(signum) is _handle:
+            signal.signal(signum, signal.SIG_IGN)
+            _ignored_on_exit.add(signum)
 
 
 @contextlib.contextmanager

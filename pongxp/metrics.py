@@ -21,6 +21,9 @@ from pongxp.run_folder import log_of
 #: Fields a record must hold as counts (integers >= 0) or numbers, where it has them.
 COUNTS = ("episode", "steps", "total_steps")
 NUMBERS = ("reward", "running_reward", "time", "steps_per_s", "run_steps_per_s")
+#: What every record of a pongxp log has (train.py's and the tutorial's loop's alike);
+#: the speeds (``steps_per_s``, ``run_steps_per_s``) are checked only where they are.
+FIELDS = ("episode", "reward", "running_reward", "steps", "total_steps", "time")
 
 
 class LogError(ConfigError):
@@ -75,14 +78,15 @@ def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def load(
-    path: str | os.PathLike[str], required: Sequence[str] = ("episode",)
-) -> list[dict[str, Any]]:
+def load(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records of a metrics log given as input, each checked before any is used.
 
-    Every line must be a JSON object that has ``required`` and whose
-    ``COUNTS`` and ``NUMBERS``, where it has them, are numbers. A torn last
-    line (a crash, or a run still writing) is left out.
+    The one reader of ``pongxp plot`` and ``pongxp tensorboard``, with one rule:
+    every line is a JSON object with all of ``FIELDS``, its ``COUNTS`` and
+    ``NUMBERS`` are numbers, each episode comes after the one before (none
+    twice) and ``total_steps`` never goes back, as one run writes them. A torn
+    last line (a crash, or a run still writing) is left out; a UTF-8 byte-order
+    mark at the start (some Windows editors write one) is read past.
 
     Raises:
         LogError: one line naming the file, the line and what is wrong.
@@ -95,12 +99,13 @@ def load(
     if not path.is_file():  # reading a FIFO or a device could block or never end
         raise LogError(f"metrics file {path} is not a regular file; give a .jsonl metrics log")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
         raise LogError(f"{path} is not a pongxp metrics log (not UTF-8 text)") from None
     except OSError as exc:
         raise LogError(f"cannot read metrics file {path}: {exc.strerror or exc}") from None
-    records = []
+    records: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}  # episode -> its line
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -113,21 +118,22 @@ def load(
                 f"{path} line {number} is not JSON; is it a pongxp metrics log? "
                 "(fix or remove that line)"
             ) from None
-        problem = _problem(record, required, first=not records)
+        problem = _problem(record, first=not records) or _out_of_order(record, records, seen)
         if problem is not None:
             where = "" if problem.startswith("is not") else f" line {number}"
             raise LogError(f"{path}{where} {problem}")
+        seen[record["episode"]] = number
         records.append(record)
     if not records:
         raise LogError(f"{path} has no episode records; is it a pongxp metrics log?")
     return records
 
 
-def _problem(record: object, required: Sequence[str], first: bool) -> str | None:
+def _problem(record: object, first: bool) -> str | None:
     """What is wrong with one record, or None."""
     if not isinstance(record, dict):
         return f"is a JSON {type(record).__name__}, not an object; fix or remove that line"
-    missing = [k for k in required if k not in record]
+    missing = [k for k in FIELDS if k not in record]
     if missing and first:  # the first record tells a foreign file from a damaged log
         return f"is not a pongxp metrics log: no {', '.join(missing)}"
     if missing:
@@ -142,4 +148,29 @@ def _problem(record: object, required: Sequence[str], first: bool) -> str | None
             return f"has {key} {json.dumps(value)[:40]}, not a count; fix or remove that line"
         if not number:
             return f"has {key} {json.dumps(value)[:40]}, not a number; fix or remove that line"
+    return None
+
+
+def _out_of_order(
+    record: dict[str, Any], before: list[dict[str, Any]], seen: dict[int, int]
+) -> str | None:
+    """Why ``record`` cannot follow the records ``before`` it in one run's log, or
+    None: an episode twice or back in time, or emulator steps that go back (two
+    runs' logs joined, say), would draw a curve that no run played."""
+    if not before:
+        return None
+    episode, last = record["episode"], before[-1]
+    if episode in seen:
+        return f"has episode {episode} again (line {seen[episode]} has it); fix or remove that line"
+    if episode < last["episode"]:
+        return (
+            f"has episode {episode} after episode {last['episode']}; a log holds one run's "
+            "episodes in order: fix or remove that line"
+        )
+    if record["total_steps"] < last["total_steps"]:
+        return (
+            f"has total_steps {record['total_steps']}, fewer than the {last['total_steps']} "
+            f"of episode {last['episode']} before it; emulator steps only grow in one run: "
+            "fix or remove that line"
+        )
     return None

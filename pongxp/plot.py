@@ -70,11 +70,11 @@ def load_run(path: str | os.PathLike[str], label: str | None = None) -> Run:
     """
     path = Path(path)
     try:
-        records = metrics.load(path, KEYS)
+        records = metrics.load(path)
     except metrics.LogError as exc:
         raise PlotError(str(exc)) from None
     cols = {k: np.asarray([r[k] for r in records], dtype=np.float64) for k in KEYS}
-    steps = np.asarray([r.get("total_steps", np.nan) for r in records], dtype=np.float64)
+    steps = np.asarray([r["total_steps"] for r in records], dtype=np.float64)
     if not np.isfinite(cols["reward"]).any():
         raise PlotError(f"{path} has no finite episode reward to plot (all NaN or inf)")
     return Run(

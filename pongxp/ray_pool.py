@@ -89,12 +89,14 @@ class RolloutActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def play(self, weights: list[Any], stream: Stream, quota: int | None) -> Played:
+    def play(
+        self, weights: list[Any], stream: Stream, quota: int | None, limit: int | None = None
+    ) -> Played:
         """Play a slot's share from ``stream`` with the weights in ``weights[0]``."""
         if weights[0] != self.weights:
             self.actor.set_weights(*ray.get(weights[0]))
             self.weights = weights[0]
-        return play_stream(self.actor, stream, quota)
+        return play_stream(self.actor, stream, quota, limit)
 
 
 # One CPU each: Ray places no more actors on a node than it has cores.
@@ -114,7 +116,7 @@ def open_ray_pool(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[RayActo
 
     Raises:
         ConfigError: the address cannot be reached or joined, or has no CPUs.
-        RolloutError: the actors did not start.
+        RolloutError: the local Ray instance or the actors did not start.
     """
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
     owned = not ray.is_initialized()
@@ -123,13 +125,21 @@ def open_ray_pool(cfg: TrainConfig, say: Callable[[str], None]) -> tuple[RayActo
     elif address is None:
         num_actors, note = cfg.num_actors()
         say(f"starting a local Ray instance with {num_actors} CPUs")
-        ray.init(
-            address="local",
-            num_cpus=num_actors,
-            include_dashboard=False,
-            log_to_driver=False,  # actor failures come back as exceptions, in one line
-            logging_level=logging.ERROR,
-        )
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_actors,
+                include_dashboard=False,
+                log_to_driver=False,  # actor failures come back as exceptions, in one line
+                logging_level=logging.ERROR,
+            )
+        except Exception as exc:  # e.g. its raylet missed Ray's fixed 30 s on a busy machine
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            raise RolloutError(
+                f"the local Ray instance did not start: {_last_line(exc)}; on a busy machine "
+                "run it again, or use --actors processes"
+            ) from exc
     else:
         where = "--ray-address" if cfg.ray_address else "$RAY_ADDRESS"
         _check_reachable(address, where)
@@ -281,11 +291,15 @@ class RayActorPool:
         """Host weights (W1 (H, D), W2 (H,)) for the next episodes: one put for all actors."""
         self._weights = [ray.put((w1, w2))]
 
-    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]:
+    def play(
+        self, streams: list[Stream], quota: int | None = None, limits: list[int] | None = None
+    ) -> Iterator[Played]:
         """Play each slot's share of a batch from its stream; yield them in slot order.
 
         Args:
             quota: ``slot_share.slot_quota``'s steps a share; None: one episode each.
+            limits: the episodes each slot's share may end at most
+                (``slot_share.episode_allowances``); None: no limit.
 
         Yields:
             (share, stream): what was played from ``streams[j]`` and that
@@ -299,7 +313,8 @@ class RayActorPool:
         running: dict[Any, tuple[Any, int]] = {}  # ObjectRef -> (actor, slot)
 
         def dispatch(actor: Any, slot: int) -> None:
-            ref = actor.play.remote(self._weights, streams[slot], quota)
+            limit = limits[slot] if limits else None
+            ref = actor.play.remote(self._weights, streams[slot], quota, limit)
             running[ref] = (actor, slot)
 
         def dispatch_idle() -> None:

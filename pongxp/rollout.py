@@ -239,12 +239,20 @@ class Actor:
         share = self.play_share(None, greedy, on_frame)
         return share.batch, share.ended[0]
 
-    def play_share(self, quota: int | None, greedy: bool = False, on_frame: Any = None) -> Share:
+    def play_share(
+        self,
+        quota: int | None,
+        greedy: bool = False,
+        on_frame: Any = None,
+        episodes: int | None = None,
+    ) -> Share:
         """Play a slot's share of a batch: where it ends is ``slot_share.share_ends``.
 
         Args:
             quota: ``slot_share.slot_quota``'s steps; None for one whole episode.
             greedy, on_frame: as for ``play``.
+            episodes: end the share at the end of its ``episodes``-th episode,
+                quota or not (``slot_share.episode_allowances``); None: no limit.
         """
         if self.w1_t is None:
             raise RuntimeError("set_weights() before play()")
@@ -260,7 +268,11 @@ class Actor:
                 self._episode = _InProgress()
             record = _EpisodeRecord()
             loop = self._play_direct if self.direct else self._play_gym
-            share_over = loop(record, greedy, on_frame, quota, played, fresh)
+            # Weights a too-large learning rate blew up overflow here, in the rollout
+            # before the next update: that update's finiteness check says so in one
+            # line (naming the flag), not NumPy's RuntimeWarnings from a worker.
+            with np.errstate(over="ignore", invalid="ignore"):
+                share_over = loop(record, greedy, on_frame, quota, played, fresh)
             piece = record.finish()
             pieces.append(piece)
             played += piece.num_steps
@@ -272,6 +284,8 @@ class Actor:
                 ended.append(EpisodeStats(episode.reward, episode.steps, episode.seconds))
                 ended_at.append(played)
                 self._episode = None
+                if episodes is not None and len(ended) >= episodes:
+                    share_over = True  # the run needs no more episodes from this slot
             if share_over:
                 batch = pieces[0] if len(pieces) == 1 else stack(pieces)
                 return Share(batch, ended, ended_at, time.perf_counter() - start)

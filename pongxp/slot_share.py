@@ -15,6 +15,14 @@ Ending only at a point boundary keeps each point's steps under one policy,
 so the update stays on-policy, and the returns need no change: they already
 restart at every point. Rollout actors (local processes and Ray alike) stop
 by ``share_ends``; the trainer asks ``slot_quota`` for the quota.
+
+A batch of steps never ends more episodes than the run still needs
+(``episode_allowances``): near the end of a run each slot also stops at the end
+of its last allowed episode (a point boundary too), so a run ends at exactly
+its ``--episodes``, as one of whole episodes does. The allowances depend only on
+the episodes done and the target, so a resumed run is still the run it would
+have been; a run then given a larger ``--episodes`` on a resume is not the run
+that had the larger target from the start (nor is one of whole episodes).
 """
 
 from __future__ import annotations
@@ -30,6 +38,19 @@ def slot_quota(batch_steps: int, slots: int) -> int | None:
         slots: ``--batch-size``, the slots of a batch.
     """
     return math.ceil(batch_steps / slots) if batch_steps > 0 else None
+
+
+def episode_allowances(need: int, slots: int) -> list[int]:
+    """How many episodes each slot of a batch may end when the run needs ``need``
+    more: ``need`` split over the first ``min(slots, need)`` slots, the first ones
+    taking one more where it does not divide; slots past those do not play.
+
+    Far from the end these are more than a share ends anyway, so they change
+    nothing; in the last batches they keep the run from ending more episodes
+    than ``--episodes``.
+    """
+    count = min(slots, need)
+    return [need // count + (1 if j < need % count else 0) for j in range(count)]
 
 
 def share_ends(steps: int, quota: int | None, reward: float, episode_over: bool) -> bool:

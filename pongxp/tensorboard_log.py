@@ -343,15 +343,13 @@ def convert_logs(
     for source, log, target, run_records in zip(sources, logs, targets, records, strict=True):
         run = run_folder.run_of(source) if directory is None else None
         opened = run_folder.Opened(run, lock_fd=run_folder.lock(run)) if run else None
-        origin = os.path.getmtime(log) - float(run_records[-1].get("time", 0.0))
+        origin = os.path.getmtime(log) - float(run_records[-1]["time"])
         board = TensorBoardLog(target, note=f"converted from {log}")
         total = 0
         try:
-            for record in run_records:
-                # Logs of the first format lack total_steps: the steps add up to it.
-                total = int(record.get("total_steps", total + record.get("steps", 0)))
-                walltime = origin + record["time"] if "time" in record else None
-                board.episode({**record, "total_steps": total}, walltime)
+            for record in run_records:  # (metrics.load checked that each has them all)
+                total = int(record["total_steps"])
+                board.episode(record, origin + record["time"])
         finally:
             board.close()
             if opened is not None:

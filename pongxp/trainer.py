@@ -33,6 +33,7 @@ from pongxp.metrics import MetricsLog
 from pongxp.optim import init_state
 from pongxp.policy import init_params
 from pongxp.progress import Progress
+from pongxp.slot_share import episode_allowances
 from pongxp.update import all_finite, apply_update
 from pongxp.workers import ActorPool, Pool, RolloutError, fit_streams, fresh_streams
 
@@ -358,6 +359,17 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.3g} {units[step]}"
 
 
+def _smaller_rate(cfg: TrainConfig, learning_rate: float) -> str:
+    """What to lower after weights blew up: ``--lr-end`` where its schedule had
+    raised the rate above ``--lr`` (the user's ``--lr`` was not the cause), else ``--lr``."""
+    if cfg.lr_end is not None and learning_rate > cfg.learning_rate:
+        return (
+            f"try a smaller --lr-end (its schedule had raised the rate to {learning_rate:.3g}, "
+            f"from --lr {cfg.learning_rate:g})"
+        )
+    return "try a smaller --lr"
+
+
 def _open_ray_pool(cfg: TrainConfig, say: Any) -> tuple[Pool, str]:
     """Ray rollout actors as ``cfg`` says, and a note on their number.
 
@@ -405,10 +417,13 @@ def _loop(
 
         played, streams = [], list(state.streams)
         logged_steps = state.logged_steps
-        # A batch of steps plays every slot; a batch of episodes no more than the run needs.
+        # No batch ends more episodes than the run needs: a batch of episodes plays
+        # no more slots, and a batch of steps stops each slot at its last allowed one.
         quota = cfg.quota_at(running, episode)
-        count = cfg.batch_size if quota else min(cfg.batch_size, cfg.episodes - episode)
-        for j, (share, stream) in enumerate(actors.play(state.streams[:count], quota)):
+        limits = episode_allowances(cfg.episodes - episode, cfg.batch_size)
+        count = len(limits)
+        shares = actors.play(state.streams[:count], quota, limits if quota else None)
+        for j, (share, stream) in enumerate(shares):
             streams[j] = stream
             played.append(share.batch)
             # Episodes are logged in slot order, each at the steps played before
@@ -472,7 +487,7 @@ def _loop(
         if not all_finite([*grads.values(), *params.values(), *cache.values()], xp):
             raise TrainingError(
                 f"weights or gradients became NaN/inf in the update after episode {episode}; "
-                f"{_kept(cfg, latest, last_saved)}; try a smaller --lr"
+                f"{_kept(cfg, latest, last_saved)}; {_smaller_rate(cfg, learning_rate)}"
             )
         state = Committed(
             params,

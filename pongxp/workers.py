@@ -66,7 +66,9 @@ class Pool(Protocol):
 
     def set_weights(self, w1: np.ndarray, w2: np.ndarray) -> None: ...
 
-    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]: ...
+    def play(
+        self, streams: list[Stream], quota: int | None = None, limits: list[int] | None = None
+    ) -> Iterator[Played]: ...
 
     def close(self) -> None: ...
 
@@ -96,11 +98,14 @@ def _make_actor(env_id: str, dtype: str) -> Actor:
     return Actor(env_id, 0, xp, dtype)
 
 
-def play_stream(actor: Actor, stream: Stream, quota: int | None) -> Played:
-    """Play a slot's share from its stream (``slot_share``); every kind of actor
-    plays through this, so all give the same batches."""
+def play_stream(
+    actor: Actor, stream: Stream, quota: int | None, limit: int | None = None
+) -> Played:
+    """Play a slot's share from its stream (``slot_share``), ending no more than
+    ``limit`` episodes (None: any); every kind of actor plays through this, so all
+    give the same batches."""
     actor.load_stream(stream)
-    share = actor.play_share(quota)
+    share = actor.play_share(quota, episodes=limit)
     return share, actor.state()
 
 
@@ -122,8 +127,8 @@ def _serve(conn: Any, env_id: str, dtype: str) -> None:
         if command == "weights":
             actor.set_weights(*arg)
         elif command == "play":
-            slot, stream, quota = arg
-            conn.send(("share", (slot, *play_stream(actor, stream, quota))))
+            slot, stream, quota, limit = arg
+            conn.send(("share", (slot, *play_stream(actor, stream, quota, limit))))
         elif command == "close":
             actor.close()
             conn.close()
@@ -173,6 +178,7 @@ class ActorPool:
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         self._busy: set[Any] = set()
+        self._limits: list[int] | None = None  # the batch being played's (``play``)
         if num_actors == 1:
             self._local = _make_actor(env_id, dtype)
             return
@@ -208,20 +214,25 @@ class ActorPool:
         """Process ids of the worker processes (empty with one actor, which runs here)."""
         return [proc.pid for proc in self._procs]
 
-    def play(self, streams: list[Stream], quota: int | None = None) -> Iterator[Played]:
+    def play(
+        self, streams: list[Stream], quota: int | None = None, limits: list[int] | None = None
+    ) -> Iterator[Played]:
         """Play each slot's share of a batch from its stream; yield them in slot order.
 
         Args:
             quota: ``slot_share.slot_quota``'s steps a share; None: one episode each.
+            limits: the episodes each slot's share may end at most
+                (``slot_share.episode_allowances``); None: no limit.
 
         Yields:
             (share, stream): what was played from ``streams[j]`` and that
             stream's state after it, for j = 0, 1, ...
         """
+        self._limits = limits
         if self._local is not None:
-            for stream in streams:
+            for j, stream in enumerate(streams):
                 start = time.perf_counter()
-                played = play_stream(self._local, stream, quota)
+                played = play_stream(self._local, stream, quota, limits[j] if limits else None)
                 count_busy(self, played, start)
                 yield played
             return
@@ -244,7 +255,9 @@ class ActorPool:
 
     def _dispatch(self, conn: Any, pending: deque[tuple[int, Stream]], quota: int | None) -> None:
         if pending:
-            _send(conn, ("play", (*pending.popleft(), quota)))
+            slot, stream = pending.popleft()
+            limit = self._limits[slot] if self._limits else None
+            _send(conn, ("play", (slot, stream, quota, limit)))
             self._busy.add(conn)
 
     def close(self) -> None:

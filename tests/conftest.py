@@ -265,6 +265,23 @@ def run_cli_without(
     )  # fmt: skip
 
 
+def log_record(episode: int, **changes: object) -> dict[str, object]:
+    """A metrics-log record as training writes it, for episode ``episode`` (each
+    1000 steps long), with ``changes``; a value of None leaves that field out."""
+    record: dict[str, object] = {
+        "episode": episode, "reward": -21, "running_reward": -21.0, "steps": 1000,
+        "steps_per_s": 2000.0, "total_steps": 1000 * episode, "time": 0.5 * episode,
+        "run_steps_per_s": 2000.0,
+    }  # fmt: skip
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def log_lines(*records: dict[str, object]) -> str:
+    """``records`` as the lines of a metrics log."""
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
 @pytest.fixture
 def no_actors(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if training starts its emulators: its checks must come first."""
@@ -365,6 +382,51 @@ def processes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "checkpoint.npz"
 
 
+#: How long a Ray node started by the tests may take to come up: Ray itself gives its
+#: raylet 30 s to register (fixed in ray/_private/node.py), which a busy machine misses.
+RAY_START_S = 300
+
+
+@contextlib.contextmanager
+def patient_ray(what: str, seconds: float = RAY_START_S) -> Iterator[None]:
+    """Give the Ray nodes started in the block ``seconds`` to come up, not Ray's 30 s;
+    if they still do not, fail the test with the reason, not Ray's traceback.
+
+    Ray waits for a new node by polling ``ray._private.services.get_node`` until its
+    fixed 30 s are up; the block makes each of those look-ups wait for the node
+    itself, up to ``seconds``. (Where a Ray version lacks that function, Ray's own
+    wait applies.)
+    """
+    from ray._private import services
+
+    original = getattr(services, "get_node", None)
+
+    def get_node(*args: object, **kwargs: object) -> object:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return original(*args, **kwargs)  # type: ignore[misc]
+            except RuntimeError:  # the node has not registered yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    if original is not None:
+        services.get_node = get_node
+    try:
+        yield
+    except Exception as exc:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        pytest.fail(
+            f"{what} did not start within {seconds:.0f} s (load average {load}); "
+            f"is the machine overloaded? Ray said: {str(exc).strip().splitlines()[-1:]}",
+            pytrace=False,
+        )
+    finally:
+        if original is not None:
+            services.get_node = original
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """One local Ray instance (4 CPUs) for all Ray tests, started once; its address.
@@ -377,7 +439,8 @@ def ray_address() -> Iterator[str]:
     sigterm = signal.getsignal(signal.SIGTERM)
     # (ray.init also sets RAY_AUTH_MODE=token here, which the runs that join need.)
     # address="local": a new instance, never another one found on this machine.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    with patient_ray("the tests' local Ray instance"):
+        ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
     signal.signal(signal.SIGTERM, sigterm)  # ray.init's would exit pytest on SIGTERM
     try:
         yield ray.get_runtime_context().gcs_address

@@ -7,7 +7,7 @@ from batch to batch, on the real emulator.
   ``env.step``), and its first share is the game played whole;
 - train.py: the same run for 1 or 2 actors, processes or Ray, and after a
   resume, kill -9 or SIGTERM from a checkpoint holding paused games; each
-  episode logged once, when it ends;
+  episode logged once, when it ends; the run ends at exactly --episodes;
 - damaged paused games in a checkpoint are refused in one line.
 """
 
@@ -17,6 +17,7 @@ import dataclasses
 import json
 import random
 import signal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from pongxp.batch import HostBatch
 from pongxp.config import INPUT_SIZE, ConfigError, TrainConfig
 from pongxp.policy import init_params
 from pongxp.rollout import Actor
-from pongxp.slot_share import share_ends, slot_quota
+from pongxp.slot_share import episode_allowances, share_ends, slot_quota
 
 # Two slots of 600 steps: the untrained policy's games (~1,000 steps) span batches.
 STEPS = ("--hidden", "16", "--batch-size", "2", "--batch-steps", "1200", "--seed", "3",
@@ -65,6 +66,13 @@ def test_quota_and_where_a_share_ends() -> None:
     assert share_ends(140, 100, -1, False)
     assert share_ends(120, 100, 0, True)  # a truncated episode ends with reward 0
     assert not share_ends(50, 100, 0, True)  # an early game over: a new game follows
+
+
+def test_a_batch_ends_no_more_episodes_than_the_run_needs() -> None:
+    assert episode_allowances(100, 20) == [5] * 20  # far from the end: no slot's share is cut
+    assert episode_allowances(5, 2) == [3, 2]
+    assert episode_allowances(3, 20) == [1, 1, 1]  # the other slots do not play
+    assert episode_allowances(1, 1) == [1]
 
 
 def test_batch_steps_is_checked() -> None:
@@ -202,9 +210,10 @@ def test_the_log_has_each_episode_once_in_step_order(reference: Path) -> None:
     steps = [r["total_steps"] for r in recs]
     assert steps == sorted(steps) and steps[0] >= recs[0]["steps"]
     saved = checkpoint.load(reference / "one")
-    # The slots played on after the last logged episode: the checkpoint knows both.
-    assert saved.log_steps == steps[-1] < saved.total_steps
+    # The slots may have played on after the last logged episode: the checkpoint knows both.
+    assert saved.log_steps == steps[-1] <= saved.total_steps
     assert any("episode" in s for s in saved.streams)
+    assert len(recs) == 6  # exactly --episodes
     assert saved.config.batch_steps == 1200
     # Every episode is one game to 21 points (the untrained agent loses them).
     assert all(r["reward"] <= -15 and r["steps"] > 600 for r in recs)
@@ -223,9 +232,18 @@ def test_ray_actors_play_the_same_run(reference: Path, ray_address: str) -> None
 
 
 def test_resume_from_paused_games_is_exact(reference: Path) -> None:
-    _train(reference, "split", "--episodes", "3", "--num-envs", "2")
-    paused = checkpoint.load(reference / "split")
-    assert any("episode" in s for s in paused.streams)
+    """Stopped at a batch boundary (SIGTERM after the first save) with games paused,
+    then resumed with one actor: the run is the one never stopped. (A run stopped
+    by a smaller --episodes is not: its last batches were cut to that target.)"""
+    ckpt = reference / "split" / "checkpoint.npz"
+    proc = start(train_argv(ckpt, *STEPS, "--episodes", "6", "--num-envs", "2",
+                            "--checkpoint-every", "1"))  # fmt: skip
+    wait_for(lambda: ckpt.exists() and checkpoint.load(ckpt).episode >= 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    assert code == 143, err
+    paused = checkpoint.load(ckpt)
+    assert paused.episode < 6 and any("episode" in s for s in paused.streams)
     code, _, err = run(train_argv(reference / "split", "--resume",
                                   str(reference / "split"), "--episodes", "6",
                                   "--device", "cpu", "--num-envs", "1", "--quiet"))  # fmt: skip
@@ -333,5 +351,21 @@ def test_a_run_that_turns_to_steps_resumes_exactly(tmp_path: Path) -> None:
     _assert_same(tmp_path, "split", "straight")
     saved = checkpoint.load(tmp_path / "straight")
     assert saved.config.batch_steps_from == -21
-    # The turn happened: the run ends with games paused mid-batch.
-    assert any("episode" in s for s in saved.streams) and saved.log_steps < saved.total_steps
+    # The turn happened: games spanned batches. (In batches of whole episodes each
+    # episode's total_steps is the one before it plus its own steps.)
+    recs = records(tmp_path / "straight.jsonl")
+    assert any(b["total_steps"] - a["total_steps"] != b["steps"] for a, b in pairwise(recs))
+
+
+def test_a_run_ends_at_exactly_its_episodes(tmp_path: Path) -> None:
+    """Issue 34: --episodes 3 with batches of 10,000 steps a slot (about ten games
+    each) ended some twenty episodes; now each slot stops at its share of the three."""
+    ckpt = tmp_path / "run.npz"
+    code, out, err = run(train_argv(ckpt, "--hidden", "8", "--batch-size", "2",
+                                    "--batch-steps", "20000", "--episodes", "3",
+                                    "--device", "cpu", "--num-envs", "2"))  # fmt: skip
+    assert code == 0, err
+    assert [r["episode"] for r in records(ckpt.with_suffix(".jsonl"))] == [1, 2, 3]
+    assert "\ndone: 3 episodes, " in out
+    saved = checkpoint.load(ckpt)
+    assert saved.episode == 3 and saved.log_steps == saved.total_steps < 20_000

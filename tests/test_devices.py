@@ -156,7 +156,9 @@ def test_batch_of_steps_on_device1_with_tensorboard_crosses_once_per_batch(
     trainer.train(cfg, quiet=True, backend=be)
     saved = checkpoint.load(tmp_path / "run")
     batches = len(be.uploads) - 1
-    assert batches >= 3 and saved.total_steps >= batches * 1200
+    # (The first batch is all of its 1,200 steps; the last ones stop each slot at the
+    # end of its share of the episodes still needed.)
+    assert batches >= 3 and saved.total_steps >= 1200
     weights = hidden * INPUT_SIZE + hidden
     # Up: the weights, then one copy per batch of all its steps.
     assert sum(be.uploads[1:]) == saved.total_steps * (3 + INPUT_SIZE)

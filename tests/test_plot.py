@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, needs, run_cli, run_cli_without, train_small
+from conftest import ROOT, log_lines, log_record, needs, run_cli, run_cli_without, train_small
 
 from pongxp import cli
 from pongxp.plot import PlotError, load_run
@@ -114,17 +114,13 @@ def test_panels_follow_x(two_runs: list[Path], tmp_path: Path) -> None:
 def test_bad_x_axes_and_logs_without_steps_give_one_line(
     two_runs: list[Path], tmp_path: Path
 ) -> None:
-    no_steps = tmp_path / "old.jsonl"
-    no_steps.write_text(
-        "".join(
-            json.dumps({"episode": e, "reward": -21, "running_reward": -21, "time": e}) + "\n"
-            for e in (1, 2)
-        )
-    )
+    no_steps = tmp_path / "old.jsonl"  # not what pongxp writes: refused under every --x
+    no_steps.write_text(log_lines(*(log_record(e, steps=None, total_steps=None) for e in (1, 2))))
     cases = [
         ([str(two_runs[0]), "--x", "frames"], "--x takes 1 to 3 different axes"),
         ([str(two_runs[0]), "--x", "time", "time"], "--x takes 1 to 3 different axes"),
-        ([str(no_steps), "--x", "steps"], "no total_steps to plot against; drop --x steps"),
+        ([str(no_steps), "--x", "steps"], "is not a pongxp metrics log: no steps, total_steps"),
+        ([str(no_steps), "--x", "episode"], "is not a pongxp metrics log: no steps, total_steps"),
     ]
     for argv, needle in cases:
         out = tmp_path / "x.png"
@@ -143,10 +139,8 @@ def test_bad_metrics_files_give_one_line(tmp_path: Path) -> None:
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(bytes(range(128, 256)))
     nan = tmp_path / "nan.jsonl"  # json.dumps writes NaN, and reads it back
-    nan.write_text("".join(
-        json.dumps({"episode": e, "reward": float("nan"), "running_reward": float("nan"),
-                    "time": float(e)}) + "\n" for e in (1, 2, 3)
-    ))  # fmt: skip
+    nan.write_text(log_lines(*(log_record(e, reward=float("nan"), running_reward=float("nan"))
+                               for e in (1, 2, 3))))  # fmt: skip
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)
     expected = {
@@ -242,7 +236,7 @@ def test_a_log_with_bad_values_is_one_line_naming_the_line_and_nothing_is_writte
     line: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Under every --x (steps used to give a traceback), before anything is drawn."""
-    good = {"episode": 1, "reward": -21, "running_reward": -21, "time": 1.0, "total_steps": 900}
+    good = log_record(1)
     key = line.split(":")[0][1:-1]
     bad = json.dumps({k: v for k, v in {**good, "episode": 2}.items() if k != key})
     bad = bad[:-1] + ", " + line + "}"

@@ -31,6 +31,7 @@ from conftest import (
     finished_with_notes,
     logged,
     needs,
+    patient_ray,
     run_cli_without,
     saved_line,
     start,
@@ -326,3 +327,62 @@ def test_ray_actors_without_ray_name_the_extra(tmp_path: Path) -> None:
         f"error: --actors ray needs ray, which is not installed; pip install -e '.[ray]' in {root}"
     )
     assert result.stdout == ""
+
+
+def test_ray_nodes_started_by_the_tests_get_minutes_to_come_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 34: Ray gives a new node's raylet 30 s to register, which a busy machine
+    missed; ``patient_ray`` makes the look-up Ray polls wait for the node itself."""
+    pytest.importorskip("ray")
+    import inspect
+
+    import ray._private.node
+    from ray._private import services
+
+    # Ray waits through this module attribute, the one patient_ray replaces.
+    assert "ray._private.services.get_node(" in inspect.getsource(ray._private.node.Node)
+    tries = []
+
+    def slow_node(*args: object) -> str:
+        tries.append(args)
+        if len(tries) < 4:
+            raise RuntimeError("GCS cannot find the node")  # not registered yet
+        return "node info"
+
+    monkeypatch.setattr(services, "get_node", slow_node)
+    with patient_ray("a test node", seconds=60):
+        assert services.get_node("gcs", "id") == "node info"  # one look-up, waiting
+    assert len(tries) == 4 and services.get_node is slow_node
+    tries.clear()
+    failed = pytest.raises(pytest.fail.Exception, match="a test node did not start within 0 s")
+    with failed, patient_ray("a test node", seconds=0):
+        services.get_node("gcs", "id")
+
+
+def test_a_local_ray_that_does_not_start_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Issue 34: a raylet that missed Ray's 30 s on a busy machine gave a traceback."""
+    ray = pytest.importorskip("ray")
+
+    def slow_raylet(**kwargs: object) -> None:
+        raise Exception(
+            "The current node timed out during startup. This could happen because some of "
+            "the raylet failed to startup or the GCS has become overloaded."
+        )
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (the session's own is)
+    monkeypatch.setattr(ray, "init", slow_raylet)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    code = cli.train_main(["--actors", "ray", "--num-envs", "1", "--batch-size", "1",
+                           "--device", "cpu", "--checkpoint", str(tmp_path / "run.npz"),
+                           "--metrics", str(tmp_path / "run.jsonl")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3 and err == (
+        "error: the local Ray instance did not start: Exception: The current node timed out "
+        "during startup. This could happen because some of the raylet failed to startup or "
+        "the GCS has become overloaded.; on a busy machine run it again, or use --actors "
+        "processes\n"
+    ), err

@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 from conftest import (
     NOTE,
+    RAY_START_S,
     assert_same_run,
     episode_line,
     error_line,
     finish,
     finished_with_notes,
     logged,
+    patient_ray,
     start,
     train_argv,
     wait_for,
@@ -57,14 +59,15 @@ def cluster() -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
     sigterm = signal.getsignal(signal.SIGTERM)
-    made = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": False,
-            "_system_config": FAST_HEALTH_CHECKS,
-        },
-    )
+    with patient_ray("the simulated cluster's head node"):
+        made = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": False,
+                "_system_config": FAST_HEALTH_CHECKS,
+            },
+        )
     signal.signal(signal.SIGTERM, sigterm)  # the nodes' own would exit pytest
     # The head records its address for `ray.init()` without one, which would
     # then join this cluster instead of starting its own (another test session).
@@ -78,10 +81,11 @@ def cluster() -> Iterator[Any]:
 def grow(cluster: Any, nodes: int) -> list[Any]:
     """Add 1-CPU worker nodes until the cluster has ``nodes``; return them."""
     sigterm = signal.getsignal(signal.SIGTERM)
-    while len(cluster.worker_nodes) < nodes:
-        cluster.add_node(num_cpus=1, wait=False)  # they start side by side
-    signal.signal(signal.SIGTERM, sigterm)
-    cluster.wait_for_nodes()
+    with patient_ray(f"{nodes} worker nodes"):
+        while len(cluster.worker_nodes) < nodes:
+            cluster.add_node(num_cpus=1, wait=False)  # they start side by side
+        signal.signal(signal.SIGTERM, sigterm)
+        cluster.wait_for_nodes(timeout=RAY_START_S)
     return list(cluster.worker_nodes)
 
 

@@ -8,9 +8,11 @@ clipping's math against plain loops in test_math.py).
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from conftest import ROOT, copy_run, records, run_cli, weights
 from reference import central_differences
 
 from pongxp import backend as backend_mod
-from pongxp import checkpoint
+from pongxp import checkpoint, cli
 from pongxp.backend import DeviceBatch
 from pongxp.config import (
     HPARAMS,
@@ -106,6 +108,40 @@ def test_bad_optimizer_flags_name_the_flag(train_cli: Run) -> None:
     proc = train_cli("--optimizer", "sgd")  # argparse's own refusal of a choice
     assert proc.returncode == 2
     assert "--optimizer" in proc.stderr and "invalid choice: 'sgd'" in proc.stderr
+
+
+def test_lr_end_at_without_lr_end_is_refused(
+    capsys: pytest.CaptureFixture[str], no_actors: None, small_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Issue 34: it was accepted and did nothing. On a resume, the checkpoint's
+    --lr-end counts (the session's small checkpoint has none)."""
+    files = ["--run", str(tmp_path / "r")]
+    assert cli.train_main(["--lr-end-at", "5", "--device", "cpu", *files]) == 2
+    assert capsys.readouterr().err == (
+        "error: --lr-end-at says where the --lr-end schedule ends, and this run has no "
+        "--lr-end: add --lr-end LR, or drop --lr-end-at\n"
+    )
+    assert not (tmp_path / "r").exists()
+    parser = argparse.ArgumentParser()
+    cli.add_train_arguments(parser)
+    args = parser.parse_args(["--lr-end", "1e-3", "--lr-end-at", "5", *files])
+    assert cli.config_from_args(args).lr_end_at == 5.0
+    args = parser.parse_args(["--resume", str(small_checkpoint), "--lr-end-at", "5", *files])
+    with pytest.raises(ConfigError, match="this run has no --lr-end"):
+        cli.config_from_args(args)
+
+
+def test_a_schedule_that_blows_the_weights_up_names_lr_end_in_one_line(train_cli: Run) -> None:
+    """Issue 34: the error said "try a smaller --lr" (--lr-end had raised the rate) and
+    came after NumPy's RuntimeWarning lines from the rollout worker."""
+    proc = train_cli("--hidden", "8", "--batch-size", "1", "--episodes", "20", "--lr-end",
+                     "1e30", "--lr-end-at", "-20.99", "--quiet")  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: weights or gradients became NaN"), lines
+    assert lines[0].endswith(
+        "try a smaller --lr-end (its schedule had raised the rate to 1e+30, from --lr 0.0001)"
+    )
 
 
 def test_entropy_bonus_gradient_matches_finite_differences() -> None:
@@ -299,3 +335,16 @@ def test_the_package_map_names_every_module() -> None:
     modules = sorted(p.stem for p in (ROOT / "pongxp").glob("*.py") if p.stem[0] != "_")
     listed = re.findall(r"^- ``(\w+)``", pongxp.__doc__ or "", flags=re.MULTILINE)
     assert sorted(listed) == modules
+
+
+@pytest.mark.parametrize("removed", ["--checkpoint", "--metrics", "--overwrite"])
+def test_a_flag_of_the_flat_files_says_what_replaced_it(
+    removed: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    value = [] if removed == "--overwrite" else [str(tmp_path / "x.npz")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.train_main([removed, *value, "--device", "cpu"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"train.py: error: {removed} is gone: ") and "--run" in last, last
+    assert list(tmp_path.iterdir()) == []

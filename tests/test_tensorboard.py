@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, hashes, run_cli, run_cli_without
+from conftest import ROOT, hashes, log_lines, log_record, run_cli, run_cli_without
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -144,7 +144,7 @@ def test_a_run_that_dies_before_its_first_checkpoint_leaves_no_event_files(
 
 def test_missing_extra_is_one_line_naming_the_install(tmp_path: Path) -> None:
     log = tmp_path / "run.jsonl"
-    log.write_text('{"episode": 1, "reward": -21, "total_steps": 900}\n')
+    log.write_text(log_lines(log_record(1)))
     for argv in (
         ("train", "--device", "cpu", "--hidden", "8", "--episodes", "1", "--tensorboard",
          "--run", str(tmp_path / "r")),
@@ -195,16 +195,23 @@ def test_a_run_folder_is_converted_into_its_own_tb(
     assert [s for s, _ in points(run.board)["episode/reward"]] == steps
 
 
+def _lines(*records: dict[str, object]) -> bytes:
+    return log_lines(*records).encode()
+
+
 BAD_LOGS = {
     # name: (contents, what the one line says)
     "missing": (None, "does not exist"),
     "empty": (b"", "has no episode records"),
-    "string": (b'{"episode": 1, "total_steps": "9"}\n', 'line 1 has total_steps "9", not a count'),
-    "null": (b'{"episode": 1}\n{"episode": 2, "reward": null}\n', "line 2 has reward null"),
-    "list": (b'{"episode": 1, "time": [1, 2]}\n', "line 1 has time [1, 2], not a number"),
-    "not an object": (b'{"episode": 1}\n[1, 2]\n{"episode": 3}\n', "line 2 is a JSON list"),
-    "not JSON": (b'{"episode": 1}\nepisode 2\n{"episode": 3}\n', "line 2 is not JSON"),
-    "not UTF-8": (b'{"episode": 1, "x": "\xff"}\n', "is not a pongxp metrics log (not UTF-8"),
+    "string": (_lines(log_record(1, total_steps="9")), 'line 1 has total_steps "9", not a count'),
+    "null": (_lines(log_record(1), log_record(2, reward=None)), "line 2 has no reward"),
+    "list": (_lines(log_record(1, time=[1, 2])), "line 1 has time [1, 2], not a number"),
+    "not an object": (_lines(log_record(1)) + b"[1, 2]\n" + _lines(log_record(3)),
+                      "line 2 is a JSON list"),
+    "not JSON": (_lines(log_record(1)) + b"episode 2\n" + _lines(log_record(3)),
+                 "line 2 is not JSON"),
+    "not UTF-8": (_lines(log_record(1)).replace(b"}", b', "x": "\xff"}'),
+                  "is not a pongxp metrics log (not UTF-8"),
     "npz": (None, "is not a pongxp metrics log (not UTF-8"),
     "fifo": (None, "is not a regular file"),
 }  # fmt: skip
@@ -217,7 +224,7 @@ def test_converter_refuses_a_bad_log_in_one_line_and_writes_nothing(
     """The bad log comes second: the good first one must not be written either."""
     contents, needle = BAD_LOGS[kind]
     good = tmp_path / "good.jsonl"
-    good.write_text('{"episode": 1, "reward": -21, "total_steps": 900}\n')
+    good.write_text(log_lines(log_record(1)))
     bad = tmp_path / f"{kind.replace(' ', '-')}.jsonl"
     if kind == "npz":
         bad = small_checkpoint
