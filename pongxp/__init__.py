@@ -9,7 +9,7 @@ The package is one module per job:
 - ``preprocess``  210x160x3 screen -> 6400 binary pixels (host)
 - ``policy``      weight init, forward pass, backward pass (``xp`` math)
 - ``returns``     discounted, per-point returns and their standardisation (``xp``)
-- ``optim``       RMSProp (``xp``)
+- ``optim``       RMSProp, Adam and gradient clipping (``xp``)
 - ``update``      one policy-gradient update over a batch of episodes (``xp``)
 - ``batch``       stacks episodes into one compact host batch
 - ``slot_share``  where a slot's share of a batch of steps ends (``--batch-steps``)

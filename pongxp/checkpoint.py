@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from pongxp.config import INPUT_SIZE, TrainConfig
+from pongxp.config import INPUT_SIZE, OPTIMIZERS, TrainConfig
+from pongxp.optim import state_names
 
 # 2: rollout state per batch slot ("streams"). 1 held it per actor ("actors"); such
 # files still load, and a resume from one starts fresh streams (workers.py).
@@ -43,8 +44,6 @@ REQUIRED = (
     "format_version",
     "W1",
     "W2",
-    "cache_W1",
-    "cache_W2",
     "episode",
     "running_reward",
     "total_steps",
@@ -52,6 +51,17 @@ REQUIRED = (
     "config",
 )
 STREAM_KEY = {1: "actors", 2: "streams"}  # by format version
+# The optimiser's state, each array as "cache_<key>" with the keys of
+# optim.state_names: RMSProp's cache_W1, cache_W2 (every file before Adam);
+# Adam's cache_m_W1, cache_m_W2, cache_v_W1, cache_v_W2. Required as the stored
+# config's --optimizer says (older files have none: rmsprop).
+STATE_PREFIX = "cache_"
+STATE_KEYS = {
+    opt: tuple(STATE_PREFIX + k for k in state_names(opt, WEIGHT_NAMES)) for opt in OPTIMIZERS
+}
+# The updates the state has taken (Adam's t): required with Adam, optional
+# otherwise (older files lack it: 0).
+UPDATES_KEY = "updates"
 # Optional, read only: where an older pongxp's flat checkpoint had its metrics log.
 LOG_KEY = "metrics_log"
 # Optional: the step count the log holds at the checkpoint's episode, where it
@@ -76,7 +86,10 @@ class Checkpoint:
     """Everything needed to continue a run exactly. Arrays are host NumPy."""
 
     params: dict[str, np.ndarray]  # W1 (H, 6400), W2 (H,), float32 or float64
-    cache: dict[str, np.ndarray]  # RMSProp cache, same shapes and dtype
+    # The optimiser's state, keyed as optim.state_names(config.optimizer, ...)
+    # says (RMSProp: W1, W2; Adam: m_W1, m_W2, v_W1, v_W2), shaped and typed
+    # like the weights.
+    cache: dict[str, np.ndarray]
     episode: int  # episodes finished
     running_reward: float
     total_steps: int
@@ -89,6 +102,8 @@ class Checkpoint:
     metrics_log: str | None = None
     # total_steps as the log records it at ``episode``; None: total_steps itself.
     logged_steps: int | None = None
+    # Updates ``cache`` has taken since it started from zero (Adam's t).
+    updates: int = 0
 
     @property
     def log_steps(self) -> int:
@@ -112,12 +127,14 @@ def save(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
         "elapsed": np.asarray(ckpt.elapsed, dtype=np.float64),
         "config": np.asarray(ckpt.config.to_json()),
         "streams": np.asarray(json.dumps(ckpt.streams)),
+        UPDATES_KEY: np.asarray(ckpt.updates, dtype=np.int64),
     }
     if ckpt.logged_steps is not None and ckpt.logged_steps != ckpt.total_steps:
         arrays[LOGGED_STEPS_KEY] = np.asarray(ckpt.logged_steps, dtype=np.int64)
     for name in WEIGHT_NAMES:
         arrays[name] = np.asarray(ckpt.params[name])
-        arrays[f"cache_{name}"] = np.asarray(ckpt.cache[name])
+    for key in state_names(ckpt.config.optimizer, WEIGHT_NAMES):
+        arrays[STATE_PREFIX + key] = np.asarray(ckpt.cache[key])
     _write_atomically(path, arrays)
     return path
 
@@ -310,7 +327,7 @@ def _load(path: Path, hidden: int | None) -> Checkpoint:
         with loaded as data:
             version = data["format_version"] if "format_version" in data.files else None
             if AGENT_KEY in data.files:
-                wanted = (*(k for k in REQUIRED if not k.startswith("cache_")), AGENT_KEY)
+                wanted = (*REQUIRED, AGENT_KEY)
             else:
                 wanted = (*REQUIRED, STREAM_KEY.get(_version(path, version), "streams"))
             missing = [k for k in wanted if k not in data.files]
@@ -318,7 +335,9 @@ def _load(path: Path, hidden: int | None) -> Checkpoint:
                 raise CheckpointError(
                     f"{path} is not a pongxp checkpoint: missing {', '.join(missing)}"
                 )
-            optional = (LOG_KEY, LOGGED_STEPS_KEY)
+            # The optimiser's state: which of it is required, the stored config says.
+            states = {k for keys in STATE_KEYS.values() for k in keys}
+            optional = (LOG_KEY, LOGGED_STEPS_KEY, UPDATES_KEY, *sorted(states))
             arrays = {k: data[k] for k in (*wanted, *optional) if k in data.files}
     except CheckpointError:
         raise
@@ -375,6 +394,14 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: its stored settings are invalid ({detail})") from None
     agent = AGENT_KEY in arrays
+    state_keys = () if agent else STATE_KEYS[config.optimizer]
+    needed = [*state_keys, *((UPDATES_KEY,) if config.optimizer == "adam" and not agent else ())]
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a pongxp checkpoint: missing {', '.join(missing)} "
+            f"(the state of its --optimizer {config.optimizer})"
+        )
     if "streams" in arrays:
         try:
             streams = json.loads(_scalar(path, arrays, "streams", "U"))
@@ -387,7 +414,8 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
     h = w1.shape[0] if w1.ndim == 2 else -1
     expected = {"W1": (h, INPUT_SIZE), "W2": (h,)}
     for name, shape in expected.items():
-        for key in (name, *(() if agent else (f"cache_{name}",))):
+        # The weight and its state arrays (cache_W1; cache_m_W1 and cache_v_W1).
+        for key in (name, *(k for k in state_keys if k.endswith(f"_{name}"))):
             a = arrays[key]
             if a.shape != shape:
                 want = f"(H, {INPUT_SIZE})" if key == "W1" else str(shape)
@@ -404,7 +432,8 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         )
     if config.hidden != h:
         raise CheckpointError(f"{path}: config says hidden {config.hidden} but W1 has {h} rows")
-    counted = ["episode", "total_steps"] + [k for k in (LOGGED_STEPS_KEY,) if k in arrays]
+    counted = ["episode", "total_steps"]
+    counted += [k for k in (LOGGED_STEPS_KEY, UPDATES_KEY) if k in arrays]
     counters = {k: _scalar(path, arrays, k, "iu") for k in counted}
     floats = {k: _scalar(path, arrays, k, "f") for k in ("running_reward", "elapsed")}
     for key, value in {**counters, **floats}.items():
@@ -419,7 +448,8 @@ def _validate(path: Path, arrays: dict[str, np.ndarray], hidden: int | None) -> 
         metrics_log=log,
         logged_steps=logged,
         params={n: arrays[n] for n in WEIGHT_NAMES},
-        cache={} if agent else {n: arrays[f"cache_{n}"] for n in WEIGHT_NAMES},
+        cache={k.removeprefix(STATE_PREFIX): arrays[k] for k in state_keys},
+        updates=counters.get(UPDATES_KEY, 0),
         episode=counters["episode"],
         running_reward=floats["running_reward"],
         total_steps=counters["total_steps"],

@@ -15,7 +15,7 @@ class Committed:
     """Training state at a batch boundary: what a checkpoint holds, weights on the device."""
 
     params: dict[str, Any]
-    cache: dict[str, Any]
+    cache: dict[str, Any]  # the optimizer's state (optim.init_state): RMSProp's or Adam's
     episode: int
     running_reward: float
     total_steps: int
@@ -24,3 +24,6 @@ class Committed:
     # total_steps as logged with the last episode: less than total_steps when a
     # batch of steps played on after it (``slot_share``).
     logged_steps: int = 0
+    # Updates ``cache`` has taken since it started from zero: Adam's bias
+    # correction needs it (its t); counted for RMSProp too.
+    updates: int = 0

@@ -45,6 +45,8 @@ def usable_cores() -> int:
 DTYPES = ("float32", "float64")
 #: Whose mean and spread standardise the returns (update.policy_gradient).
 STANDARDIZE = ("episode", "batch")
+#: How a gradient becomes a step (``optim``): Karpathy's RMSProp, or Adam.
+OPTIMIZERS = ("rmsprop", "adam")
 
 
 #: Named sets of algorithm settings (``train.py --preset NAME``); flags given
@@ -203,7 +205,7 @@ class TrainConfig:
         hparam=True,
     )  # fmt: skip
     batch_size: int = setting(
-        10, "episodes per RMSProp update; with --batch-steps, the slots that share a batch's "
+        10, "episodes per update; with --batch-steps, the slots that share a batch's "
         "steps, one emulator each: give the number of cores or a multiple of it", low=1,
         high=MAX_BATCH_SIZE, hparam=True,
     )  # fmt: skip
@@ -220,7 +222,7 @@ class TrainConfig:
         "throughout)", kind=float, low=-21, high=21, metavar="R",
     )  # fmt: skip
     learning_rate: float = setting(
-        1e-4, "RMSProp learning rate; larger learns faster until the updates overshoot",
+        1e-4, "the optimizer's learning rate; larger learns faster until the updates overshoot",
         flag="lr", aliases=("--learning-rate",), low=0, above=True, hparam=True,
     )  # fmt: skip
     lr_end: float | None = setting(
@@ -244,8 +246,22 @@ class TrainConfig:
     )  # fmt: skip
     gamma: float = setting(0.99, "reward discount factor", low=0, high=1, above=True, hparam=True)
     decay_rate: float = setting(
-        0.99, "RMSProp decay of the squared-gradient cache", low=0, high=1, above=True,
+        0.99, "RMSProp decay of the squared-gradient cache (--optimizer rmsprop only)", low=0,
+        high=1, above=True, hparam=True,
+    )  # fmt: skip
+    optimizer: str = setting(
+        "rmsprop", "how the gradient becomes a step: rmsprop (Karpathy's) or adam, an addition "
+        "to the tutorial's method (moments with bias correction, beta1 0.9, beta2 0.999); "
+        "both step about --lr per weight, so the same --lr is the place to start; a resume "
+        "that changes it starts the new optimizer's state from zero", choices=OPTIMIZERS,
         hparam=True,
+    )  # fmt: skip
+    clip_norm: float = setting(
+        0.0, "an addition to the tutorial's method: scale the gradient down to a global L2 norm "
+        "of C (all weights together) when it is longer, before the optimizer's step; the "
+        "gradient sums a batch's steps, so choose C from the norms/grad_* curves of "
+        "--tensorboard (a little above their usual level clips only the outliers)", low=0,
+        note=" (0: off)", metavar="C", hparam=True,
     )  # fmt: skip
     seed: int = setting(
         0, "seed for the weights, the emulators and the action sampling", low=0, hparam=True

@@ -30,7 +30,7 @@ from pongxp.committed import Committed
 from pongxp.config import INPUT_SIZE, RESTORED, TrainConfig, flag
 from pongxp.diagnostics import batch_figures
 from pongxp.metrics import MetricsLog
-from pongxp.optim import zeros_like_params
+from pongxp.optim import init_state
 from pongxp.policy import init_params
 from pongxp.progress import Progress
 from pongxp.slot_share import episode_allowances
@@ -186,9 +186,11 @@ def _train_in(
             host = init_params(np.random.default_rng(cfg.seed), cfg.hidden, INPUT_SIZE)
             (params,) = backend.to_device_all(host)
             streams = fresh_streams(cfg.seed, cfg.batch_size)
-            state = Committed(params, zeros_like_params(params, xp), 0, 0.0, 0, 0.0, streams, 0)
+            state = Committed(
+                params, init_state(cfg.optimizer, params, xp), 0, 0.0, 0, 0.0, streams, 0
+            )
         else:
-            params, cache = backend.to_device_all(resumed.params, resumed.cache)
+            params, cache, updates = _resumed_state(cfg, resumed, backend)
             state = Committed(
                 params,
                 cache,
@@ -198,6 +200,7 @@ def _train_in(
                 resumed.elapsed,
                 fit_streams(resumed.streams, cfg.batch_size, cfg.seed, resumed.episode),
                 resumed.log_steps,
+                updates,
             )
             say(f"resumed from {cfg.resume} at episode {state.episode}")
             dropped = sum("episode" in s for s in resumed.streams[cfg.batch_size :])
@@ -286,6 +289,20 @@ def _stop(
     say(f"interrupted: before training began; {kept}")
 
 
+def _resumed_state(
+    cfg: TrainConfig, resumed: checkpoint.Checkpoint, backend: backend_mod.Backend
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The weights, the optimizer's state and its updates for a resume, on the
+    device. A resume that changes --optimizer starts the new one's state from
+    zero (at update 0, so Adam's bias correction starts again): the other's
+    state means nothing to it, and _resume_notes says so."""
+    if resumed.config.optimizer == cfg.optimizer:
+        params, cache = backend.to_device_all(resumed.params, resumed.cache)
+        return params, cache, resumed.updates
+    (params,) = backend.to_device_all(resumed.params)
+    return params, init_state(cfg.optimizer, params, backend.xp), 0
+
+
 def _resume_notes(cfg: TrainConfig, resumed: checkpoint.Checkpoint | None) -> list[str]:
     """A note for every setting a resume changes, and for a checkpoint whose slots
     do not match its batch size (cut or edited by hand)."""
@@ -295,6 +312,7 @@ def _resume_notes(cfg: TrainConfig, resumed: checkpoint.Checkpoint | None) -> li
     notes = [
         f"note: --{flag(name)} {getattr(cfg, name)} replaces the run's {getattr(old, name)}"
         + (": the batches change kind from here" if name == "batch_steps" else "")
+        + (": its state starts from zero here" if name == "optimizer" else "")
         for name in RESTORED
         if name != "episodes" and getattr(cfg, name) != getattr(old, name)
     ]
@@ -458,10 +476,13 @@ def _loop(
                 xp,
                 cfg.entropy_bonus,
                 cfg.standardize,
+                cfg.optimizer,
+                state.updates + 1,
+                cfg.clip_norm,
             )
         backend.sync()
         update_seconds = time.perf_counter() - update_start
-        # The RMSProp cache too: g**2 can overflow while g and W stay finite, and a
+        # The optimizer's state too: g**2 can overflow while g and W stay finite, and a
         # checkpoint holding an inf cache could never be resumed.
         if not all_finite([*grads.values(), *params.values(), *cache.values()], xp):
             raise TrainingError(
@@ -477,6 +498,7 @@ def _loop(
             state.elapsed + time.perf_counter() - batch_start,
             streams,
             logged_steps,
+            state.updates + 1,
         )
         latest.state = state
         if board is not None:  # before the save: the points up to it are then on disk
@@ -506,6 +528,7 @@ def _save(
         config=replace(cfg, run=None, resume=None),
         streams=state.streams,
         logged_steps=state.logged_steps,
+        updates=state.updates,
     )
     try:
         checkpoint.save(run.checkpoint, ckpt)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pongxp.backend import DeviceBatch
-from pongxp.optim import rmsprop_step
+from pongxp.optim import clip_by_global_norm, optimizer_step
 from pongxp.policy import Params, backward, forward
 from pongxp.returns import discounted_returns, standardize_per_episode
 
@@ -62,10 +62,29 @@ def apply_update(
     xp: Any,
     entropy_bonus: float = 0.0,
     standardize: str = "episode",
+    optimizer: str = "rmsprop",
+    step: int = 1,
+    clip_norm: float = 0.0,
 ) -> tuple[Params, Params, Params]:
-    """Gradient + RMSProp. Returns (new params, new cache, grads)."""
+    """Gradient, optional clipping, and one optimiser step.
+
+    Args:
+        cache: the optimiser's state (``optim.init_state``): RMSProp's cache,
+            or Adam's moments.
+        optimizer: "rmsprop" (Karpathy's) or "adam".
+        step: this update's number with this state, from 1 (Adam's t).
+        clip_norm: C > 0 scales the gradient to global norm at most C before
+            the step (``optim.clip_by_global_norm``); 0: no clipping.
+
+    Returns:
+        (new params, new state, grads); grads as computed, before any clipping
+        (what TensorBoard's gradient norms show).
+    """
     grads = policy_gradient(params, batch, gamma, xp, entropy_bonus, standardize)
-    new_params, new_cache = rmsprop_step(params, grads, cache, learning_rate, decay_rate, xp)
+    used = clip_by_global_norm(grads, clip_norm, xp) if clip_norm else grads
+    new_params, new_cache = optimizer_step(
+        optimizer, params, used, cache, step, learning_rate, decay_rate, xp
+    )
     return new_params, new_cache, grads
 
 

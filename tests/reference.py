@@ -68,6 +68,42 @@ def rmsprop_loop(
             flat_p[i] += lr * flat_g[i] / (np.sqrt(flat_c[i]) + 1e-5)
 
 
+def adam_loop(
+    params: dict[str, np.ndarray],
+    grads: dict[str, np.ndarray],
+    moments: dict[str, np.ndarray],
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> None:
+    """In place, element by element, as Kingma & Ba's Algorithm 1 writes Adam,
+    climbing (``+``) instead of descending; ``moments`` holds m_<name>, v_<name>."""
+    for k in params:
+        flat_p, flat_g = params[k].reshape(-1), grads[k].reshape(-1)
+        flat_m, flat_v = moments[f"m_{k}"].reshape(-1), moments[f"v_{k}"].reshape(-1)
+        for i in range(flat_p.size):
+            flat_m[i] = beta1 * flat_m[i] + (1 - beta1) * flat_g[i]
+            flat_v[i] = beta2 * flat_v[i] + (1 - beta2) * flat_g[i] ** 2
+            m_hat = flat_m[i] / (1 - beta1**step)
+            v_hat = flat_v[i] / (1 - beta2**step)
+            flat_p[i] += lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def clip_loop(grads: dict[str, np.ndarray], max_norm: float) -> dict[str, np.ndarray]:
+    """Every entry times min(1, max_norm / norm), the norm summed entry by entry
+    in Python floats over all the arrays."""
+    total = 0.0
+    for g in grads.values():
+        for value in g.reshape(-1):
+            total += float(value) ** 2
+    norm = total**0.5
+    scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
+    return {k: np.array([float(v) * scale for v in g.reshape(-1)]).reshape(g.shape)
+            for k, g in grads.items()}  # fmt: skip
+
+
 # -- the update's returns as pongxp computed them before issue 16 (the oracle) ---
 # Vectorised like today's code but by other means: an argsort for the next point
 # and an (episodes x steps) one-hot matrix for per-episode sums, O(E * T).

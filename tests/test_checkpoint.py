@@ -122,6 +122,28 @@ def _config(**changes: object) -> Callable[[Path, Path, dict[str, np.ndarray]], 
     return make
 
 
+def _adam(**changes: object) -> Callable[[Path, Path, dict[str, np.ndarray]], None]:
+    """The file as an Adam run's (its moments: m = 0, v = the RMSProp cache; 7
+    updates), with ``changes`` applied."""
+
+    def make(src: Path, dst: Path, arrays: dict[str, np.ndarray]) -> None:
+        config = {**json.loads(str(arrays["config"])), "optimizer": "adam"}
+        adam = {k: v for k, v in arrays.items() if not k.startswith("cache_")}
+        for name in ("W1", "W2"):
+            adam[f"cache_m_{name}"] = np.zeros_like(arrays[f"cache_{name}"])
+            adam[f"cache_v_{name}"] = arrays[f"cache_{name}"]
+        adam.update(config=np.asarray(json.dumps(config)), updates=np.asarray(7, np.int64))
+        write_npz(dst, adam, **changes)
+
+    return make
+
+
+def _inf_moment(src: Path, dst: Path, arrays: dict[str, np.ndarray]) -> None:
+    v = arrays["cache_W2"].copy()
+    v[1] = np.inf
+    _adam(cache_v_W2=v)(src, dst, arrays)
+
+
 def _damaged_stream(src: Path, dst: Path, arrays: dict[str, np.ndarray]) -> None:
     streams = json.loads(str(arrays["streams"]))
     ale = base64.b64decode(streams[0]["ale"])
@@ -164,6 +186,20 @@ BAD_FILES: dict[str, tuple[Callable[[Path, Path, dict[str, np.ndarray]], None], 
     "config gamma 2": (_config(gamma=2.0), "--gamma must be in (0, 1]"),
     "config hidden lies": (_config(hidden=32), "config says hidden 32"),
     "missing streams": (_change(streams=None), "missing streams"),
+    "missing cache": (_change(cache_W1=None), "missing cache_W1 (the state of its --optimizer"),
+    "optimizer unknown": (_config(optimizer="sgd"), "--optimizer must be one of rmsprop, adam"),
+    "clip norm < 0": (_config(clip_norm=-1.0), "--clip-norm must be a finite number >= 0"),
+    "adam config, rmsprop state": (
+        _config(optimizer="adam"),
+        "missing cache_m_W1, cache_m_W2, cache_v_W1, cache_v_W2 (the state of its --optimizer "
+        "adam)",
+    ),
+    "adam without updates": (_adam(updates=None), "missing updates"),
+    "adam negative updates": (_adam(updates=np.int64(-1)), "'updates' has the impossible value"),
+    "adam updates text": (_adam(updates=np.asarray("7")), "'updates' is not an integer"),
+    "adam moment shape": (_adam(cache_m_W2=np.zeros(3, np.float32)), "cache_m_W2 has shape (3,)"),
+    "adam moment dtype": (_adam(cache_v_W1=np.zeros((16, 6400))), "cache_v_W1 has dtype float64"),
+    "adam inf moment": (_inf_moment, "cache_v_W2 contains NaN or inf"),
     "streams not JSON": (_change(streams=np.asarray("[{")), "rollout state is not valid JSON"),
     "streams empty": (_change(streams=np.asarray("[]")), "rollout state is not a non-empty list"),
     "stream seed bad": (_change(streams=np.asarray('[{"seed": -1}]')), "slot 0 is damaged"),
@@ -188,6 +224,40 @@ def test_bad_checkpoint_is_one_line_naming_file_and_problem(
     assert expected in message, message
     assert bad.read_bytes() == before, "load must not modify the file"
     assert not (tmp_path / MARKER_NAME).exists(), "code from the file was executed"
+
+
+def test_an_adam_checkpoint_round_trips(small_checkpoint: Path, tmp_path: Path) -> None:
+    """Adam's moments and update count are saved and read back exactly; the
+    same file through ``_adam`` (as the bad cases above make theirs) loads."""
+    made = tmp_path / "made.npz"
+    _adam()(small_checkpoint, made, arrays_of(small_checkpoint))
+    ckpt = checkpoint.load(made)
+    assert ckpt.config.optimizer == "adam" and ckpt.updates == 7
+    assert sorted(ckpt.cache) == ["m_W1", "m_W2", "v_W1", "v_W2"]
+    rng = np.random.default_rng(0)
+    ckpt.cache = {k: rng.random(v.shape).astype(v.dtype) for k, v in ckpt.cache.items()}
+    ckpt.updates = 123
+    again = checkpoint.load(checkpoint.save(tmp_path / "again.npz", ckpt))
+    assert again.updates == 123 and again.config.optimizer == "adam"
+    for k, v in ckpt.cache.items():
+        np.testing.assert_array_equal(again.cache[k], v)
+    assert not any(k in arrays_of(tmp_path / "again.npz") for k in ("cache_W1", "cache_W2"))
+
+
+def test_a_checkpoint_from_before_adam_loads_as_rmsprop(
+    small_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Files written before --optimizer: no ``updates``, no optimizer in the settings."""
+    arrays = arrays_of(small_checkpoint)
+    config = json.loads(str(arrays["config"]))
+    old_config = {k: v for k, v in config.items() if k not in ("optimizer", "clip_norm")}
+    old = tmp_path / "old.npz"
+    write_npz(old, arrays, updates=None, config=json.dumps(old_config))
+    assert "updates" not in arrays_of(old)
+    ckpt = checkpoint.load(old)
+    assert (ckpt.config.optimizer, ckpt.config.clip_norm, ckpt.updates) == ("rmsprop", 0.0, 0)
+    np.testing.assert_array_equal(ckpt.cache["W1"], arrays["cache_W1"])
+    assert sorted(ckpt.cache) == ["W1", "W2"]
 
 
 def test_the_pickle_payloads_really_execute_when_unpickled(tmp_path: Path) -> None:

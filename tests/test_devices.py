@@ -4,8 +4,8 @@
   simulated ``device1``, with every crossing between host and device counted:
   the design promises one copy of the batch up per update, one copy of the
   weights down per batch, one read of the finiteness flag per update, and a
-  copy of weights + RMSProp cache down per checkpoint; nothing per step or
-  per episode.
+  copy of weights + RMSProp cache (or Adam's moments) down per checkpoint;
+  nothing per step or per episode.
 - The returns against pongxp's previous (one-hot, argsort) implementation on
   long episodes, in float32 and float64, and the update's memory independent
   of the number of episodes at a fixed number of steps.
@@ -165,6 +165,38 @@ def test_batch_of_steps_on_device1_with_tensorboard_crosses_once_per_batch(
     # Down per batch: the weights, 4 norms and 5 policy figures; the save at the end.
     assert be.downloads == [weights, 4, 5] * batches + [2 * weights]
     assert implicit_reads == Counter({"__bool__": batches, "to_device": len(be.downloads)})
+
+
+@pytest.mark.parametrize("device", ["device1", "no_float64"])
+def test_adam_with_clipping_on_a_device_crosses_once_per_batch(
+    tmp_path: Path, implicit_reads: Counter[str], device: str
+) -> None:
+    """``--optimizer adam --clip-norm``: the moments are made, clipped and
+    stepped on the device (on no_float64, in float32 throughout); the one read
+    per update is still the finiteness flag, and a save or a resume moves the
+    weights and both moments in one copy."""
+    hidden = 8
+    cfg = TrainConfig(
+        hidden=hidden, batch_size=2, episodes=2, checkpoint_every=1000, num_envs=1, seed=3,
+        dtype="float32", run=str(tmp_path / "run"), optimizer="adam", clip_norm=1.0,
+    )  # fmt: skip
+    be = CountingBackend("float32", device)
+    state = trainer.train(cfg, quiet=True, backend=be)
+    weights = hidden * INPUT_SIZE + hidden
+    assert be.uploads[0] == weights and len(be.uploads) == 2  # the weights; one batch
+    assert be.downloads == [weights, 3 * weights]  # for the actors; the save
+    assert implicit_reads == Counter({"__bool__": 1, "to_device": 2})
+    assert sorted(state.cache) == ["m_W1", "m_W2", "v_W1", "v_W2"] and state.updates == 1
+    assert all(a.device == be.device for a in (*state.params.values(), *state.cache.values()))
+    saved = checkpoint.load(tmp_path / "run")
+    assert saved.updates == 1 and np.abs(saved.cache["v_W1"]).max() > 0
+
+    be2 = CountingBackend("float32", device)
+    resumed = TrainConfig(**{**vars(cfg), "episodes": 4, "resume": cfg.run})
+    state = trainer.train(resumed, quiet=True, backend=be2)
+    assert be2.uploads[0] == 3 * weights and len(be2.uploads) == 2
+    assert be2.downloads == [weights, 3 * weights]
+    assert state.updates == 2 and checkpoint.load(tmp_path / "run").updates == 2
 
 
 def test_trainer_refuses_a_backend_of_another_dtype(tmp_path: Path) -> None:

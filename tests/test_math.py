@@ -22,14 +22,28 @@ import numpy as np
 import pytest
 from array_api_compat import device
 from conftest import make_backend
-from reference import central_differences, discounted_returns_loop, episode_gradient, rmsprop_loop
+from reference import (
+    adam_loop,
+    central_differences,
+    clip_loop,
+    discounted_returns_loop,
+    episode_gradient,
+    rmsprop_loop,
+)
 
 from pongxp import backend as backend_mod
 from pongxp.batch import HostBatch, stack
 from pongxp.config import INPUT_SIZE
 from pongxp.diagnostics import TAGS as DIAGNOSTIC_TAGS
 from pongxp.diagnostics import batch_figures
-from pongxp.optim import rmsprop_step, zeros_like_params
+from pongxp.optim import (
+    adam_step,
+    clip_by_global_norm,
+    init_state,
+    optimizer_step,
+    rmsprop_step,
+    zeros_like_params,
+)
 from pongxp.policy import backward, forward, init_params, sigmoid, step_up_probability
 from pongxp.returns import discounted_returns, standardize_per_episode
 from pongxp.update import all_finite, apply_update, policy_gradient
@@ -224,6 +238,75 @@ def test_rmsprop_step_matches_hand_computation(be: backend_mod.Backend) -> None:
     assert all(float(host(be, be.xp.max(be.xp.abs(v)))) == 0.0 for v in zero.values())
 
 
+def test_adam_step_matches_the_plain_loop(be: backend_mod.Backend) -> None:
+    """Three Adam steps from zero moments (bias correction at t = 1, 2, 3), an
+    entry whose gradient is always 0 staying put, == Kingma & Ba's loop."""
+    rng = np.random.default_rng(5)
+    params = {"W1": rng.standard_normal((3, 4)), "W2": rng.standard_normal(3)}
+    expected_p = {k: v.copy() for k, v in params.items()}
+    expected_m = {f"{m}_{k}": np.zeros_like(v) for m in "mv" for k, v in params.items()}
+    dparams = {k: be.asarray(v) for k, v in params.items()}
+    state = init_state("adam", dparams, be.xp)
+    assert sorted(state) == ["m_W1", "m_W2", "v_W1", "v_W2"]
+    for step in (1, 2, 3):
+        grads = {"W1": rng.standard_normal((3, 4)), "W2": np.array([0.0, 1.0, -2.0]) * step}
+        if step == 1:
+            # By hand: from zero moments the first step is lr * g / (|g| + eps), lr * sign(g).
+            d = adam_step(dparams, {k: be.asarray(v) for k, v in grads.items()}, state, 1,
+                          1e-3, be.xp)[0]  # fmt: skip
+            w2_step = host(be, d["W2"]) - host(be, dparams["W2"])
+            np.testing.assert_allclose(w2_step, [0.0, 1e-3, -1e-3], atol=rtol(be, 1e-11, 2e-7))
+        adam_loop(expected_p, grads, expected_m, step, 1e-3)
+        dparams, state = adam_step(
+            dparams, {k: be.asarray(v) for k, v in grads.items()}, state, step, 1e-3, be.xp
+        )
+        for k in params:
+            # Steps of 1e-3 on weights of ~1: float32 keeps them to a few ulps of 1.
+            atol = rtol(be, 1e-12, 1e-6)
+            np.testing.assert_allclose(host(be, dparams[k]), expected_p[k], rtol=0, atol=atol)
+        for k, v in expected_m.items():
+            np.testing.assert_allclose(host(be, state[k]), v, rtol=rtol(be, 1e-12, 1e-5))
+    assert host(be, dparams["W2"])[0] == np.asarray(params["W2"][0], be.dtype_name)
+    with pytest.raises(ValueError, match="from 1"):
+        adam_step(dparams, dparams, state, 0, 1e-3, be.xp)
+
+
+def test_optimizer_step_picks_the_optimizer(be: backend_mod.Backend) -> None:
+    rng = np.random.default_rng(6)
+    params = {k: be.asarray(rng.standard_normal(s)) for k, s in (("W1", (2, 3)), ("W2", (2,)))}
+    grads = {k: be.asarray(rng.standard_normal(s)) for k, s in (("W1", (2, 3)), ("W2", (2,)))}
+    for name, direct in (
+        ("rmsprop", lambda st: rmsprop_step(params, grads, st, 1e-3, 0.9, be.xp)),
+        ("adam", lambda st: adam_step(params, grads, st, 4, 1e-3, be.xp)),
+    ):
+        state = init_state(name, params, be.xp)
+        got, want = optimizer_step(name, params, grads, state, 4, 1e-3, 0.9, be.xp), direct(state)
+        for k in params:
+            np.testing.assert_array_equal(host(be, got[0][k]), host(be, want[0][k]))
+        assert sorted(got[1]) == sorted(want[1])
+    with pytest.raises(ValueError, match="sgd"):
+        init_state("sgd", params, be.xp)
+
+
+@pytest.mark.parametrize("length", ["long", "short", "zero"])
+def test_clipping_matches_the_plain_loop(be: backend_mod.Backend, length: str) -> None:
+    """Longer than C: scaled to norm C, the direction kept; at most C (and all
+    zero): returned unchanged, with no division by zero."""
+    rng = np.random.default_rng(7)
+    scale = {"long": 10.0, "short": 0.01, "zero": 0.0}[length]
+    grads = {"W1": rng.standard_normal((3, 4)) * scale, "W2": rng.standard_normal(3) * scale}
+    want = clip_loop(grads, 2.0)
+    got = clip_by_global_norm({k: be.asarray(v) for k, v in grads.items()}, 2.0, be.xp)
+    for k in grads:
+        np.testing.assert_allclose(host(be, got[k]), want[k], rtol=rtol(be, 1e-12, 1e-6))
+    norm = np.sqrt(sum(np.sum(host(be, g).astype(np.float64) ** 2) for g in got.values()))
+    if length == "long":
+        assert norm == pytest.approx(2.0, rel=rtol(be, 1e-12, 1e-6))
+    else:  # exactly as given
+        for k in grads:
+            np.testing.assert_array_equal(host(be, got[k]), grads[k].astype(be.dtype_name))
+
+
 @pytest.fixture(scope="module")
 def real_gradient(real_batch: tuple[HostBatch, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The tutorial's gradient of ``real_batch``: per-episode, step by step, summed."""
@@ -288,6 +371,46 @@ def test_whole_update_on_real_episodes(
         np.testing.assert_array_equal(host_p[k], host(be, new_p[k]))
         np.testing.assert_array_equal(host_c[k], host(be, new_c[k]))
         assert host_p[k].shape == params[k].shape
+
+
+def test_whole_update_with_adam_and_clipping_on_real_episodes(
+    be: backend_mod.Backend,
+    real_batch: tuple[HostBatch, dict[str, np.ndarray]],
+    real_gradient: dict[str, np.ndarray],
+) -> None:
+    """``--optimizer adam --clip-norm C`` as the trainer runs it: a later batch's
+    moments up with the weights in one copy, the gradient clipped to C, an Adam
+    step at t = 5; == the tutorial's gradient, the plain clipping loop and
+    Kingma & Ba's loop. The returned gradient is the unclipped one."""
+    batch, params = real_batch
+    rng = np.random.default_rng(8)
+    moments = {
+        **{f"m_{k}": 0.1 * rng.standard_normal(v.shape) for k, v in params.items()},
+        **{f"v_{k}": 0.5 + 0.5 * rng.random(v.shape) for k, v in params.items()},
+    }
+    norm = np.sqrt(sum(np.sum(g**2) for g in real_gradient.values()))
+    clip = float(norm / 3)  # active: the gradient is 3x longer
+    dparams, dmoments = be.to_device_all(params, moments)
+    dev = be.batch_to_device(batch, INPUT_SIZE)
+    new_p, new_m, grads = apply_update(
+        dparams, dmoments, dev, 0.99, 1e-3, 0.99, be.xp, optimizer="adam", step=5, clip_norm=clip
+    )
+    assert all_finite([*new_p.values(), *new_m.values(), *grads.values()], be.xp)
+    expected_p = {k: v.copy() for k, v in params.items()}
+    expected_m = {k: v.copy() for k, v in moments.items()}
+    adam_loop(expected_p, clip_loop(real_gradient, clip), expected_m, 5, 1e-3)
+    for k in params:
+        assert_close_to_reference(be, grads[k], real_gradient[k])  # unclipped
+        # float32: the gradient's rounding (1e-4 of the largest step) and the
+        # weights' own (a few ulps of the largest weight).
+        step = np.abs(expected_p[k] - params[k]).max()
+        atol = rtol(be, 1e-10 * step, 1e-4 * step + 1e-6 * np.abs(params[k]).max())
+        np.testing.assert_allclose(host(be, new_p[k]), expected_p[k], rtol=0, atol=atol)
+    _, host_m = be.to_host_all(new_p, new_m)  # a save's one copy down
+    assert sorted(host_m) == sorted(moments)
+    for k in moments:
+        assert_close_to_reference(be, new_m[k], expected_m[k])
+        np.testing.assert_array_equal(host_m[k], host(be, new_m[k]))
 
 
 def test_all_finite_sees_every_array(be: backend_mod.Backend) -> None:

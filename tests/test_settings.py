@@ -1,8 +1,9 @@
 """Settings: each declared once (``config.setting``), with its flag, help, check,
 restore list and docs table derived; and the settings beyond Karpathy's, the
-learning-rate schedule and the entropy bonus, each checked like every flag,
-saved in checkpoints and resumed exactly (the entropy bonus's gradient is
-checked against finite differences).
+learning-rate schedule, the entropy bonus, Adam and gradient clipping, each
+checked like every flag, saved in checkpoints and resumed exactly (the entropy
+bonus's gradient is checked against finite differences; Adam's and the
+clipping's math against plain loops in test_math.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, records, run_cli, weights
+from conftest import ROOT, copy_run, records, run_cli, weights
 from reference import central_differences
 
 from pongxp import backend as backend_mod
@@ -57,6 +58,9 @@ def test_the_schedule_goes_from_lr_to_lr_end_by_running_reward() -> None:
         ({"lr_end_at": 30.0}, "--lr-end-at must be"),
         ({"entropy_bonus": -0.1}, "--entropy-bonus must be from 0 to 1"),
         ({"entropy_bonus": float("nan")}, "--entropy-bonus must be"),
+        ({"clip_norm": -1.0}, "--clip-norm must be a finite number >= 0 (0: off), got -1.0"),
+        ({"clip_norm": float("inf")}, "--clip-norm must be"),
+        ({"optimizer": "sgd"}, "--optimizer must be one of rmsprop, adam, got 'sgd'"),
     ],
 )
 def test_bad_values_are_refused(changes: dict, needle: str) -> None:
@@ -93,6 +97,17 @@ def test_bad_flag_is_one_line(train_cli: Run) -> None:
     proc = train_cli("--entropy-bonus", "-1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --entropy-bonus must be from 0 to 1, got -1.0"
+
+
+def test_bad_optimizer_flags_name_the_flag(train_cli: Run) -> None:
+    proc = train_cli("--clip-norm", "-1")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip() == "error: --clip-norm must be a finite number >= 0 (0: off), got -1.0"
+    )
+    proc = train_cli("--optimizer", "sgd")  # argparse's own refusal of a choice
+    assert proc.returncode == 2
+    assert "--optimizer" in proc.stderr and "invalid choice: 'sgd'" in proc.stderr
 
 
 def test_lr_end_at_without_lr_end_is_refused(
@@ -188,6 +203,81 @@ def test_schedule_and_bonus_are_saved_and_resumed_exactly(train_cli: Run, tmp_pa
     other = train_cli("--episodes", "6", *SMALL[:6], name="plain")
     assert other.returncode == 0, other.stderr
     assert not np.array_equal(weights(tmp_path / "plain")["W1"], want["W1"])
+
+
+ADAM = ("--hidden", "16", "--batch-size", "2", "--seed", "5", "--optimizer", "adam",
+        "--clip-norm", "1.5")  # fmt: skip
+
+
+def test_adam_with_clipping_is_saved_and_resumed_exactly(train_cli: Run, tmp_path) -> None:
+    """A run stopped after its first batch and resumed == the same run straight
+    through: weights, Adam's moments (``weights`` holds them as cache_m_W1...)
+    and its update count."""
+    straight = train_cli("--episodes", "4", *ADAM, name="straight")
+    assert straight.returncode == 0, straight.stderr
+    split = train_cli("--episodes", "2", *ADAM, name="split")
+    assert split.returncode == 0, split.stderr
+    saved = checkpoint.load(tmp_path / "split")
+    assert (saved.config.optimizer, saved.config.clip_norm, saved.updates) == ("adam", 1.5, 1)
+    assert sorted(saved.cache) == ["m_W1", "m_W2", "v_W1", "v_W2"]
+    resumed = run_cli("train.py", "--resume", str(tmp_path / "split"), "--episodes", "4",
+                      "--device", "cpu")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "note:" not in resumed.stdout  # nothing changed
+    assert records(tmp_path / "straight") == records(tmp_path / "split")
+    want = weights(tmp_path / "straight")
+    got = weights(tmp_path / "split")
+    assert sorted(got) == sorted(want) == [
+        "W1", "W2", "cache_m_W1", "cache_m_W2", "cache_v_W1", "cache_v_W2"
+    ]  # fmt: skip
+    for key, value in got.items():
+        np.testing.assert_array_equal(value, want[key])
+    assert checkpoint.load(tmp_path / "split").updates == 2
+    assert checkpoint.load(tmp_path / "straight").updates == 2
+
+
+def test_a_resume_that_changes_the_optimizer_starts_its_state_anew(
+    small_checkpoint, tmp_path
+) -> None:
+    """RMSProp to Adam and back: a note says so, the new optimizer's state starts
+    from zero at update 0 (Adam's bias correction from t = 1 again)."""
+    copy_run(small_checkpoint, tmp_path / "a")
+    assert checkpoint.load(tmp_path / "a").updates == 2  # batch 1, 2 episodes
+    to_adam = run_cli("train.py", "--resume", str(tmp_path / "a"), "--episodes", "3",
+                      "--optimizer", "adam", "--device", "cpu")  # fmt: skip
+    assert to_adam.returncode == 0, to_adam.stderr
+    assert "note: --optimizer adam replaces the run's rmsprop: its state starts from zero here" \
+        in to_adam.stdout  # fmt: skip
+    ckpt = checkpoint.load(tmp_path / "a")
+    assert ckpt.config.optimizer == "adam" and ckpt.updates == 1
+    assert sorted(ckpt.cache) == ["m_W1", "m_W2", "v_W1", "v_W2"]
+    # One step from zero moments: v = 0.001 g**2, m = 0.1 g, so m**2 = 10 v.
+    for name in ("W1", "W2"):
+        m, v = ckpt.cache[f"m_{name}"].astype(np.float64), ckpt.cache[f"v_{name}"]
+        np.testing.assert_allclose(m * m, 10 * v, rtol=1e-4, atol=1e-30)
+        assert np.abs(v).max() > 0
+    # The resume keeps Adam unless told; back to RMSProp starts a zero cache.
+    back = run_cli("train.py", "--resume", str(tmp_path / "a"), "--episodes", "4",
+                   "--optimizer", "rmsprop", "--device", "cpu")  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert "note: --optimizer rmsprop replaces the run's adam: its state starts from zero here" \
+        in back.stdout  # fmt: skip
+    ckpt = checkpoint.load(tmp_path / "a")
+    assert ckpt.config.optimizer == "rmsprop" and ckpt.updates == 1
+    assert sorted(ckpt.cache) == ["W1", "W2"] and np.abs(ckpt.cache["W1"]).max() > 0
+
+
+def test_the_optimizer_settings_are_hparams_and_restored() -> None:
+    assert {"optimizer", "clip_norm"} <= set(HPARAMS) <= set(RESTORED)
+    tensorboard_log = pytest.importorskip("pongxp.tensorboard_log")
+    pytest.importorskip("tensorboardX")
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    summary = tensorboard_log._hparams(TrainConfig(optimizer="adam", clip_norm=2.5))
+    content = summary.value[0].metadata.plugin_data.content
+    hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["optimizer"].string_value == "adam"
+    assert hparams["clip_norm"].number_value == 2.5
 
 
 # -- each setting is declared once (config.setting); the rest is derived ---------------
