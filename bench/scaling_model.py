@@ -1,26 +1,13 @@
 """The scaling model: a run's batches played on N actors, whole episodes or batches
-of steps, with the update on the CPU, a GPU, or taking no time.
+of steps, the update on the CPU, a GPU, or taking no time.
 
-Whole episodes: N actors and a batch of B = max(--min-batch, N) episodes. Each
-batch sends the weights to the workers, hands its episodes out in slot order to
-whichever actor is free first (as ``workers.ActorPool`` does), waits for its
-last episode, then updates. Episode lengths are resampled per batch from a
-learning log's episodes around that point of the run.
-
-Batches of steps (``--batch-steps S``): C slots for N actors, the smallest
-multiple of N not below --min-batch. Each slot plays its own stream of games
-from the log, each game cut into 42 - |reward| points shaped like real games'
-points (``bench_points.py``). A share is cut by the trainer's own rule,
-``slot_share.share_ends`` with ``slot_quota``'s quota, so the model cannot drift
-from the code: at least ceil(S / C) steps, then to the end of the point under
-way, a game still going carried into the next batch.
-
-Assumptions (also in bench/README.md): every core runs one actor at the
-measured single-actor speed; episode lengths follow the logged run's whatever
-the batch or mode; a game's points are drawn independently, shaped as the
-recorded agent's nearest in mean point; the update is a fixed cost plus a cost
-per step fitted to the timed rows of the nearest batch size; the steps to the
-level do not depend on the batch size or the slots.
+Whole episodes: a batch of max(--min-batch, N) episodes, lengths resampled from a
+learning log around that point of the run, handed out in slot order to the first
+free actor (as ``workers.ActorPool`` does); then the update. Batches of steps: C
+slots (the smallest multiple of N not below --min-batch), each playing its own
+stream of the log's games cut into real points (``bench_points.py``); a share is
+cut by the trainer's own rule, ``slot_share.share_ends`` with ``slot_quota``'s
+quota, so the model cannot drift from the code. Assumptions: bench/README.md.
 """
 
 from __future__ import annotations
@@ -39,26 +26,18 @@ import numpy as np
 
 from pongxp.slot_share import share_ends, slot_quota
 
-#: The devices the update is modelled on, as the tables name them; "none" is an update
-#: that takes no time: the most that any GPU could buy.
+#: The update's devices as the tables name them; "none" takes no time (the most any GPU buys).
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "none": "none (0 s)"}
-GPU_HOWTO = (
-    "pending: no GPU rows committed; run `python bench/bench_update.py --name update-gpu` "
-    "on a CUDA machine and commit bench/results/update-gpu.json"
-)
+GPU_HOWTO = "pending: no GPU rows in results/update*.json (bench_update.py on a GPU)"
 
 
 @dataclass(frozen=True)
 class RunLog:
-    """A training run's per-episode log, (E,) arrays: steps (int64), steps/s, running
-    reward, the trainer's elapsed seconds when the episode was logged, the
-    episode's reward (int64) and the run's steps by then (int64; with batches of
-    steps, games still going in other slots are not in it yet)."""
+    """A run's per-episode log, (E,) arrays: steps, running reward, the episode's
+    reward and the run's steps by then."""
 
     steps: np.ndarray
-    rates: np.ndarray
     running: np.ndarray
-    times: np.ndarray
     rewards: np.ndarray
     total_steps: np.ndarray
 
@@ -69,9 +48,7 @@ class RunLog:
         totals = [r.get("total_steps") for r in records]
         return cls(
             steps,
-            np.array([r["steps_per_s"] for r in records], dtype=np.float64),
             np.array([r["running_reward"] for r in records], dtype=np.float64),
-            np.array([r["time"] for r in records], dtype=np.float64),
             np.array([r["reward"] for r in records], dtype=np.int64),
             np.array(totals, dtype=np.int64) if None not in totals else np.cumsum(steps),
         )
@@ -84,39 +61,30 @@ class RunLog:
 
 @dataclass(frozen=True)
 class UpdateRow:
-    """One timed update: a batch of ``episodes`` episodes, ``steps`` steps in all."""
+    """One timed update: a batch of ``episodes`` pieces, ``steps`` steps in all."""
 
     episodes: int
     steps: int
     seconds: float
 
 
-def update_fit(rows: Sequence[UpdateRow], episodes: int) -> tuple[float, float, float]:
-    """(a, b, floor): an update of ``episodes`` episodes and T steps takes
-    max(a + b * T, floor) seconds.
-
-    An update costs a fixed part (RMSProp over the weights, checks, transfers) and
-    a part per step, so a + b * T is fitted by least squares to the rows of the
-    episode count nearest ``episodes`` (by ratio; one row: b = 0), which also
-    smooths a busy machine's noise, and used beyond those rows too; ``floor`` is
-    their fastest time.
-    """
-    nearest = min(sorted({r.episodes for r in rows}), key=lambda e: abs(np.log(e / episodes)))
-    x = np.array([r.steps for r in rows if r.episodes == nearest], dtype=np.float64)
-    y = np.array([r.seconds for r in rows if r.episodes == nearest])
-    if len(x) == 1:
-        return float(y[0]), 0.0, float(y[0])
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(intercept), float(slope), float(y.min())
+#: Timed update rows by device ("cpu", "gpu", "none").
+Updates = dict[str, list[UpdateRow]]
 
 
 def on(rows: Sequence[UpdateRow]) -> Callable[[int, float], float]:
-    """``update(episodes, steps)``: an update's seconds, from timed ``rows`` (``update_fit``)."""
+    """``update(episodes, steps)`` in seconds: max(a + b * steps, the fastest row),
+    a + b * T fitted by least squares to the rows of the nearest piece count."""
     fits: dict[int, tuple[float, float, float]] = {}
 
     def update(episodes: int, steps: float) -> float:
         if episodes not in fits:
-            fits[episodes] = update_fit(rows, episodes)
+            counts = sorted({r.episodes for r in rows})
+            near = min(counts, key=lambda e: abs(np.log(e / episodes)))
+            x = np.array([r.steps for r in rows if r.episodes == near], dtype=np.float64)
+            y = np.array([r.seconds for r in rows if r.episodes == near])
+            b, a = np.polyfit(x, y, 1) if len(x) > 1 else (0.0, y[0])
+            fits[episodes] = float(a), float(b), float(y.min())
         a, b, floor = fits[episodes]
         return max(a + b * steps, floor)
 
@@ -124,8 +92,8 @@ def on(rows: Sequence[UpdateRow]) -> Callable[[int, float], float]:
 
 
 def gpu_rows(results: Path, dtype: str) -> tuple[list[UpdateRow], list[str]]:
-    """The GPU update rows committed in ``results/update*.json`` (sparse CSR, ``dtype``),
-    and where they came from (file, GPU); none before a GPU run is committed."""
+    """The GPU update rows (sparse CSR, ``dtype``) of ``results/update*.json`` and
+    where they came from; none before a GPU run is committed."""
     rows: list[UpdateRow] = []
     sources: list[str] = []
     for path in sorted(results.glob("update*.json")):
@@ -134,10 +102,8 @@ def gpu_rows(results: Path, dtype: str) -> tuple[list[UpdateRow], list[str]]:
         found = [
             UpdateRow(int(r.get("episodes", episodes)), int(r["steps"]), float(r["update_s"]))
             for r in record.get("update", [])
-            if r.get("device") == "gpu"
-            and r.get("status") == "ok"
-            and r.get("frames") == "sparse CSR"
-            and r.get("dtype") == dtype
+            if (r.get("device"), r.get("status"), r.get("frames"), r.get("dtype"))
+            == ("gpu", "ok", "sparse CSR", dtype)
         ]
         if found:
             gpu = record["machine"].get("gpu", {})
@@ -147,8 +113,8 @@ def gpu_rows(results: Path, dtype: str) -> tuple[list[UpdateRow], list[str]]:
 
 
 def makespan(durations: Sequence[float], actors: int) -> float:
-    """Wall time of one batch's rollouts: episodes handed out in slot order, each to
-    the actor that frees up first; the batch ends with its last episode."""
+    """Wall time of one batch's rollouts: shares handed out in slot order to the
+    first free actor; the batch ends with its last share."""
     free = [0.0] * min(actors, len(durations))
     for d in durations:
         heapq.heapreplace(free, free[0] + d)
@@ -157,10 +123,8 @@ def makespan(durations: Sequence[float], actors: int) -> float:
 
 @dataclass(frozen=True)
 class StreamCosts:
-    """Seconds to load a slot's stream into an actor before its share and to save
-    it after (``workers.play_stream``): between games, or with a game paused
-    mid-way by a batch of steps (its restore replays the sticky action after
-    an ALE reset; its save packs the game's frames)."""
+    """Seconds to load a slot's stream into an actor before a share and save it
+    after (``workers.play_stream``): between games, or with a game paused mid-way."""
 
     load_s: float = 0.0
     save_s: float = 0.0
@@ -181,16 +145,13 @@ class Costs:
     weights_s: float  # the weights to one receiver: a worker process, or a Ray node
     return_s_per_step: float  # a share's way back from its worker, per step
     stream: StreamCosts = StreamCosts()
-    call_s: float = 0.0  # per share besides its steps' bytes: a Ray call's own cost
-    # Ray: the nodes that each pull the weights, one after another; 0: worker
-    # processes, one copy through each actor's pipe (none for one actor: it
-    # plays in the trainer's process).
-    nodes: int = 0
+    call_s: float = 0.0  # per share besides its bytes: a Ray call's own cost
+    nodes: int = 0  # Ray nodes, each pulling the weights in turn; 0: worker processes
 
     def weights_out(self, actors: int) -> float:
-        """Seconds per batch to get the weights to ``actors`` actors."""
-        receivers = self.nodes or (actors if actors > 1 else 0)
-        return receivers * self.weights_s
+        """Seconds per batch to get the weights to ``actors`` actors (one actor
+        plays in the trainer's process: none)."""
+        return (self.nodes or (actors if actors > 1 else 0)) * self.weights_s
 
     def way_back(self, actors: int, steps: np.ndarray) -> np.ndarray:
         """(S,) seconds for each of a batch's (S,) shares of ``steps`` to come back."""
@@ -199,68 +160,37 @@ class Costs:
         return self.call_s + steps * self.return_s_per_step
 
 
-@dataclass
-class Batches:
-    """Batches of a run as the actors play them, one entry per batch: its episodes
-    (shares), steps, rollout wall time (straggler wait included), the actors' busy
-    time (playing, as the trainer counts it), the time to send the weights, and
-    the time actors were held by their shares (busy, and each share's stream
-    and way back)."""
-
-    episodes: np.ndarray
-    steps: np.ndarray
-    rollout_s: np.ndarray
-    busy_s: np.ndarray
-    weights_s: np.ndarray
-    held_s: np.ndarray
-
-
-def chunks(values: np.ndarray, size: int) -> list[np.ndarray]:
-    """``values`` cut into consecutive pieces of ``size`` (the last may be shorter)."""
-    return [values[i : i + size] for i in range(0, len(values), size)]
-
-
-def play(
-    lengths: Sequence[np.ndarray],
-    busy: Sequence[np.ndarray],
-    actors: int,
-    costs: Costs,
-    paused: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-) -> Batches:
-    """The rollout side of batches on ``actors`` actors: per batch, its (S,) shares'
-    lengths (steps) and the actor time each takes (seconds); with ``paused``,
-    per batch, (S,) bools: each share's game was paused before it, after it
-    (batches of steps; whole episodes never are)."""
+def play(lengths: Sequence[np.ndarray], busy: Sequence[np.ndarray], actors: int, costs: Costs,
+         paused: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:  # fmt: skip
+    """(6, B) per batch on ``actors`` actors: its shares, steps, rollout wall time, the
+    actors' busy time (as the trainer counts it), the weights' sending, and the
+    actors' held time (busy, each share's stream and way back), from each batch's
+    (S,) share lengths and actor seconds; ``paused``: per batch, each share's game
+    paused before it, after it."""
     rows = []
     for b, (steps, seconds) in enumerate(zip(lengths, busy, strict=True)):
         before, after = paused[b] if paused is not None else (False, False)
-        # An actor gets its next slot once its share is back and its stream saved;
-        # the trainer counts only the share's own time as busy.
         held = seconds + costs.stream.around(before, after) + costs.way_back(actors, steps)
-        rollout = makespan(held, actors)
-        weights = costs.weights_out(actors)
-        rows.append((len(steps), steps.sum(), rollout, seconds.sum(), weights, held.sum()))
-    return Batches(*(np.array(col, dtype=np.float64) for col in zip(*rows, strict=True)))
+        rows.append(
+            (len(steps), steps.sum(), makespan(held, actors), seconds.sum(),
+             costs.weights_out(actors), held.sum())
+        )  # fmt: skip
+    return np.array(rows, dtype=np.float64).T
 
 
 def summarise(
-    played: Batches, actors: int, update: Callable[[int, float], float]
+    played: np.ndarray, actors: int, update: Callable[[int, float], float]
 ) -> dict[str, float]:
-    """Steps/s and shares of wall time of ``played`` with ``update(episodes, steps)`` seconds."""
-    updates = np.array(
-        [update(int(e), s) for e, s in zip(played.episodes, played.steps, strict=True)]
-    )
-    wall = played.weights_s + played.rollout_s + updates
+    """Steps/s and shares of time of ``played`` with ``update(episodes, steps)`` seconds."""
+    shares, steps, rollout, busy, weights, held = played
+    updates = np.array([update(int(e), s) for e, s in zip(shares, steps, strict=True)])
+    wall = (weights + rollout + updates).sum()
     return {
-        "steps_per_s": float(played.steps.sum() / wall.sum()),
-        "idle_in_rollouts": float(1 - played.busy_s.sum() / (actors * played.rollout_s.sum())),
-        # The part of it spent waiting for the batch's last share (episode), no
-        # stream or transfer: none with one actor.
-        "waiting_in_rollouts": float(1 - played.held_s.sum() / (actors * played.rollout_s.sum())),
-        "idle_overall": float(1 - played.busy_s.sum() / (actors * wall.sum())),
-        "update_share": float(updates.sum() / wall.sum()),
-        "weights_share": float(played.weights_s.sum() / wall.sum()),
-        "update_s_mean": float(updates.mean()),
+        "steps_per_s": float(steps.sum() / wall),
+        "idle_in_rollouts": float(1 - busy.sum() / (actors * rollout.sum())),
+        # Of it, waiting for the batch's last share (no stream or transfer).
+        "waiting_in_rollouts": float(1 - held.sum() / (actors * rollout.sum())),
+        "update_share": float(updates.sum() / wall),
     }
 
 
@@ -276,29 +206,20 @@ def resampled(steps: np.ndarray, batch: int, window: int, rng: np.random.Generat
 
 @dataclass(frozen=True)
 class Setup:
-    """Where a run is modelled: ``cores`` actors with ``costs``; ``actors`` names
-    them in the tables ("processes", or a Ray cluster's shape)."""
+    """``cores`` actors with ``costs``; ``actors`` names them ("processes", a Ray cluster)."""
 
     cores: int
     costs: Costs
     actors: str = "processes"
 
 
-def device_rows(
-    head: dict[str, Any],
-    runs: Sequence[Batches],
-    cores: int,
-    updates: dict[str, list[UpdateRow]],
-    to_level: float,
-    replay: Batches | None = None,
-) -> list[dict[str, Any]]:
-    """One modelled row per update device: ``head``, then the means over ``runs``
-    (one per resampling) and the time to the level, ``to_level`` steps at the
-    modelled steps/s, with its 5-95% range over them; the GPU "pending" while
-    it has no rows. ``replay``: the logged run itself, in order."""
+def device_rows(head: dict[str, Any], runs: Sequence[np.ndarray], cores: int,
+                updates: Updates, to_level: float) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per update device: ``head``, the means over ``runs`` (one per
+    resampling), and the hours to ``to_level`` steps with their 5-95% range."""
     rows = []
     for device, device_updates in updates.items():
-        row: dict[str, Any] = {**head, "update_on": device}
+        row: dict[str, Any] = {**head, "update_on": device, "status": "ok"}
         rows.append(row)
         if not device_updates:
             row["status"] = GPU_HOWTO
@@ -308,29 +229,14 @@ def device_rows(
         hours = [to_level / r["steps_per_s"] / 3600 for r in each]
         row["hours_to_level"] = to_level / row["steps_per_s"] / 3600
         row["hours_to_level_p5_p95"] = [float(np.percentile(hours, q)) for q in (5, 95)]
-        if replay is not None:
-            exact = summarise(replay, cores, on(device_updates))
-            row["replay"] = {**exact, "hours_to_level": to_level / exact["steps_per_s"] / 3600}
-        row["status"] = "ok"
     return rows
 
 
-def model(
-    log: RunLog,
-    episodes: int,
-    cores: Sequence[int],
-    min_batch: int,
-    costs: Costs,
-    updates: dict[str, list[UpdateRow]],
-    resamples: int,
-    window: int,
-    seed: int,
-    clusters: Sequence[Setup] = (),
-) -> list[dict[str, Any]]:
-    """Modelled rows of whole-episode batches, one per core count (then Ray
-    cluster) and update device (see the module doc)."""
+def model(log: RunLog, episodes: int, cores: Sequence[int], min_batch: int, costs: Costs,
+          updates: Updates, resamples: int, window: int, seed: int,
+          clusters: Sequence[Setup] = ()) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows of whole-episode batches, per core count (then Ray cluster) and device."""
     steps = log.steps[:episodes].astype(np.float64)
-    to_level = float(steps.sum())
     rng = np.random.default_rng(seed)
     rows = []
     for setup in [Setup(n, costs) for n in cores] + list(clusters):
@@ -339,10 +245,8 @@ def model(
         for _ in range(resamples):
             lengths = resampled(steps, batch, window, rng)
             runs.append(play(lengths, [x * setup.costs.step_s for x in lengths], n, setup.costs))
-        lengths = chunks(steps, batch)  # the logged run itself, in order
-        replay = play(lengths, [x * setup.costs.step_s for x in lengths], n, setup.costs)
         head = {"mode": "episodes", "actors": setup.actors, "cores": n, "batch": batch}
-        rows += device_rows(head, runs, n, updates, to_level, replay)
+        rows += device_rows(head, runs, n, updates, float(steps.sum()))
     return rows
 
 
@@ -352,9 +256,8 @@ POINTS_PER_GAME = 42
 
 @dataclass(frozen=True)
 class PointShapes:
-    """Real games' point lengths, each relative to its game's mean point, by agent
-    (``bench_points.py``'s record): ``names`` (A,); ``means`` (A,) float64, each
-    agent's mean point in steps; ``relative`` A arrays (P_a,) float64."""
+    """Real games' point lengths relative to their game's mean point, by agent
+    (``bench_points.py``): names, each agent's mean point (steps), the shapes."""
 
     names: tuple[str, ...]
     means: np.ndarray
@@ -373,38 +276,29 @@ class PointShapes:
         )
 
     def game(self, steps: int, reward: int, rng: np.random.Generator) -> list[int]:
-        """Point lengths (steps) of a game of ``steps`` steps and score ``reward``:
-        42 - |reward| points that sum to ``steps``, drawn from the shape of the
-        agent whose mean point is nearest (by ratio) this game's."""
+        """42 - |reward| point lengths summing to ``steps``, shaped as the points of
+        the agent whose mean point is nearest (by ratio) this game's."""
         count = POINTS_PER_GAME - abs(reward)
         agent = int(np.argmin(np.abs(np.log(self.means * count / steps))))
         shape = rng.choice(self.relative[agent], size=count)
-        # A step each, the rest shared out as the shape says, rounded on the running
-        # sum so that the game keeps its logged length.
+        # A step each, the rest as the shape says, rounded on the running sum.
         ends = np.rint(np.cumsum(shape) * ((steps - count) / shape.sum())).astype(np.int64)
         return (1 + np.diff(ends, prepend=0)).tolist()
 
 
 def step_slots(cores: int, min_slots: int) -> int:
-    """Slots of a batch of steps on ``cores`` actors: the smallest multiple of
-    ``cores`` not below ``min_slots``, so that every actor plays as many shares
-    (10 slots on 8 actors would keep 6 waiting while 2 play a second share)."""
+    """Slots of a batch of steps: the smallest multiple of ``cores`` not below
+    ``min_slots``, so that every actor plays as many shares."""
     return cores * math.ceil(min_slots / cores)
 
 
 def cut_share(
     stream: deque[int], quota: int | None, next_game: Callable[[], list[int]]
 ) -> tuple[int, int]:
-    """One slot's share of a batch, cut where ``slot_share.share_ends`` ends it:
-    its steps and the games that ended in it.
-
-    Args:
-        stream: the point lengths (steps) of the slot's game under way, from its
-            point under way on (empty: between games); consumed in place, so a
-            game still going at the share's end goes on from there next batch.
-        quota: ``slot_share.slot_quota``'s steps; None for one whole episode.
-        next_game: the point lengths of the slot's next game.
-    """
+    """One slot's share, cut where ``slot_share.share_ends`` ends it: its steps and
+    the games that ended in it. ``stream``: the point lengths of the game under way
+    (consumed in place: a game going on at the end carries into the next batch);
+    ``quota``: ``slot_quota``'s, None for one whole episode."""
     steps = ended = 0
     while True:
         if not stream:
@@ -412,38 +306,26 @@ def cut_share(
         steps += stream.popleft()
         over = not stream
         ended += over
-        # The rule is asked at each point's last step, the only one with a
-        # non-zero reward (its sign is not the rule's business); the other steps
-        # have reward 0 and no episode end, where the tests check it never ends.
+        # Asked at each point's last step, the only one with a non-zero reward;
+        # the tests check the rule never ends a share at the other steps.
         if share_ends(steps, quota, 1.0, over):
             return steps, ended
 
 
 @dataclass
 class StepRun:
-    """A run's batches of steps as the rule cuts them: per batch, (C,) int64 steps
-    of each slot's share and (C,) bools: its game was paused before it, after
-    it; and the games that ended in the run."""
+    """A run's batches of steps: per batch, (C,) steps of each share and (C,) bools
+    (its game paused before it, after it)."""
 
     steps: list[np.ndarray]
     paused: list[tuple[np.ndarray, np.ndarray]]
-    games: int = 0
 
 
-def cut_run(
-    log: RunLog,
-    episodes: int,
-    to_level: float,
-    slots: int,
-    quota: int,
-    shapes: PointShapes,
-    window: int,
-    rng: np.random.Generator,
-) -> StepRun:
-    """Batches of ``slots`` shares (``cut_share``) until ``to_level`` steps are
-    played. Each slot's next game is one of the log's first ``episodes``, drawn
-    within ``window`` episodes of the number of games started so far, with its
-    points from ``shapes``."""
+def cut_run(log: RunLog, episodes: int, to_level: float, slots: int, quota: int,
+            shapes: PointShapes, window: int, rng: np.random.Generator) -> StepRun:  # fmt: skip
+    """Batches of ``slots`` shares until ``to_level`` steps are played; each slot's
+    next game is one of the log's first ``episodes``, drawn within ``window`` of
+    the games started so far, with points from ``shapes``."""
     streams: list[deque[int]] = [deque() for _ in range(slots)]
     started = 0
 
@@ -461,34 +343,22 @@ def cut_run(
         cut = np.array([cut_share(stream, quota, next_game) for stream in streams])
         run.steps.append(cut[:, 0])
         run.paused.append((before, np.array([bool(stream) for stream in streams])))
-        run.games += int(cut[:, 1].sum())
         played += int(cut[:, 0].sum())
     return run
 
 
-def model_steps(
-    log: RunLog,
-    episodes: int,
-    to_level: float,
-    setups: Sequence[Setup],
-    min_slots: int,
-    batch_steps: int,
-    shapes: PointShapes,
-    updates: dict[str, list[UpdateRow]],
-    resamples: int,
-    window: int,
-    seed: int,
-) -> list[dict[str, Any]]:
-    """Modelled rows of batches of ``batch_steps`` steps, one per setup and update
-    device (see the module doc); the run's games are ``log``'s first ``episodes``
-    and it needs ``to_level`` steps."""
+def model_steps(log: RunLog, episodes: int, to_level: float, setups: Sequence[Setup],
+                min_slots: int, batch_steps: int, shapes: PointShapes, updates: Updates,
+                resamples: int, window: int, seed: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows of batches of ``batch_steps`` steps, per setup and device: the games are
+    ``log``'s first ``episodes``, the run needs ``to_level`` steps."""
     cuts: dict[int, list[StepRun]] = {}
     rows = []
     for setup in setups:
         slots = step_slots(setup.cores, min_slots)
         quota = slot_quota(batch_steps, slots)
         assert quota is not None
-        if slots not in cuts:  # the shares depend on the slots alone, not on the actors
+        if slots not in cuts:  # the shares depend on the slots alone
             rng = np.random.default_rng([seed, slots])
             cuts[slots] = [
                 cut_run(log, episodes, to_level, slots, quota, shapes, window, rng)
@@ -500,18 +370,14 @@ def model_steps(
             for r in cuts[slots]
         ]  # fmt: skip
         shares = np.concatenate([np.concatenate(r.steps) for r in cuts[slots]])
-        spread = [float(np.mean([x.max() - x.mean() for x in r.steps])) for r in cuts[slots]]
         head = {
             "mode": "steps",
-            "batch_steps": batch_steps,
             "actors": setup.actors,
             "cores": setup.cores,
             "batch": slots,
             "quota": quota,
             "share_past_quota_mean": float(shares.mean() - quota),
             "share_past_quota_p95": float(np.percentile(shares, 95) - quota),
-            "longest_share_past_mean": statistics.fmean(spread),
-            "games_to_level": statistics.fmean(r.games for r in cuts[slots]),
         }
         rows += device_rows(head, runs, setup.cores, updates, to_level)
     return rows
