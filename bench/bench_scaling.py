@@ -23,7 +23,6 @@ import machine
 import scaling_measure as measure
 import scaling_report as report
 from scaling_model import (
-    Costs,
     PointShapes,
     RunLog,
     Setup,
@@ -139,8 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     step_rows = measure.measure_cpu_update(
         [(c, quotas[c] * k // 4) for c in slots for k in (4, 5, 6)], args.repeats, args.dtype
     )
-    costs = Costs(1 / speed, *measure.measure_transfers(env_id, args.dtype, 20),
-                  measure.measure_stream(env_id, args.dtype, 30))  # fmt: skip
+    costs = measure.measure_costs(env_id, args.dtype, 1 / speed)
     print(f"costs: {costs}", flush=True)
     setups = [
         Setup(k * c, measure.ray_costs(machine.RESULTS, costs.step_s, costs.stream, k),

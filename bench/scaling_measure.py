@@ -10,6 +10,7 @@ import pickle
 import statistics
 import tempfile
 import time
+import timeit
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,75 +60,57 @@ def _echo(conn: Any) -> None:
         conn.send_bytes(message)
 
 
-def measure_transfers(env_id: str, dtype: str, repeats: int) -> tuple[float, float]:
-    """Seconds to send the weights to one worker (``ActorPool.set_weights`` with 2
-    workers, halved), and per step of an episode's way back (pickled, through a
-    pipe to another process and back, unpickled, halved); best of ``repeats``."""
+def _best(call: Callable[[], Any], repeats: int) -> float:
+    """The fastest of ``repeats`` calls of ``call``, in seconds."""
+    return min(timeit.repeat(call, number=1, repeat=repeats))
+
+
+def measure_costs(env_id: str, dtype: str, step_s: float) -> Costs:
+    """A batch's costs besides the update, at ``step_s`` seconds an actor step: the
+    weights to one worker (``ActorPool.set_weights`` with 2 workers, halved; best of
+    20); an episode's way back per step (pickled, through a pipe to another process
+    and back, unpickled, halved; best of 20); a slot's stream loaded and saved
+    (``Actor.load_stream``, ``Actor.state``; best of 30), between games and paused."""
+    import array_api_compat.numpy as xp
     import bench_update
 
     from pongxp.policy import init_params
+    from pongxp.rollout import Actor
     from pongxp.workers import ActorPool
 
     host = init_params(np.random.default_rng(0), TrainConfig().hidden, INPUT_SIZE)
     w1, w2 = host["W1"].astype(dtype), host["W2"].astype(dtype)
     pool = ActorPool(env_id, 2, dtype)
     try:
-        sends = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            pool.set_weights(w1, w2)
-            sends.append(time.perf_counter() - start)
+        weights_s = _best(lambda: pool.set_weights(w1, w2), 20) / 2
     finally:
         pool.close()
-    episode = bench_update.synthetic_episode(5000, np.random.default_rng(0))
+    episode = (0, bench_update.synthetic_episode(5000, np.random.default_rng(0)))
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_echo, args=(child,), daemon=True)
     proc.start()
     parent.recv_bytes()
-    times = []
     try:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            parent.send_bytes(pickle.dumps((0, episode), protocol=pickle.HIGHEST_PROTOCOL))
-            pickle.loads(parent.recv_bytes())
-            times.append(time.perf_counter() - start)
+        back_s = _best(lambda: (parent.send_bytes(pickle.dumps(episode, pickle.HIGHEST_PROTOCOL)),
+                                pickle.loads(parent.recv_bytes())), 20) / 2 / 5000  # fmt: skip
     finally:
         parent.send_bytes(b"")
         proc.join()
-    return min(sends) / 2, min(times) / 2 / 5000
-
-
-def measure_stream(env_id: str, dtype: str, repeats: int) -> StreamCosts:
-    """A slot's stream loaded (``Actor.load_stream``) and saved (``Actor.state``),
-    best of ``repeats``: between games, and paused after a 300-step share."""
-    import array_api_compat.numpy as xp
-
-    from pongxp.policy import init_params
-    from pongxp.rollout import Actor
-
-    host = init_params(np.random.default_rng(0), TrainConfig().hidden, INPUT_SIZE)
     actor = Actor(env_id, 0, xp, dtype)
     try:
-        actor.set_weights(host["W1"].astype(dtype), host["W2"].astype(dtype))
+        actor.set_weights(w1, w2)
         actor.play()
         between = actor.state()
         actor.play_share(300)
         paused = actor.state()
-        seconds = {}
-        for name, stream in (("", between), ("_paused", paused)):
-            loads, saves = [], []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                actor.load_stream(stream)
-                loads.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                actor.state()
-                saves.append(time.perf_counter() - start)
-            seconds[f"load{name}_s"], seconds[f"save{name}_s"] = min(loads), min(saves)
+        stream = StreamCosts(*(
+            _best(call, 30) for state in (between, paused)
+            for call in (lambda s=state: actor.load_stream(s), actor.state)
+        ))  # fmt: skip
     finally:
         actor.close()
-    return StreamCosts(**seconds)
+    return Costs(step_s, weights_s, back_s, stream)
 
 
 def ray_costs(results: Path, step_s: float, stream: StreamCosts, nodes: int) -> Costs:

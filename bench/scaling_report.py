@@ -59,26 +59,18 @@ def _mode_table(record: dict[str, Any], mode: str) -> list[str]:
 
 def markdown(record: dict[str, Any]) -> str:
     inputs, settings, level = record["inputs"], record["settings"], record["inputs"]["level"]
-    costs, stream = inputs["costs"], inputs["costs"]["stream"]
+    costs = inputs["costs"]
     lines = [
         machine.markdown_header(record["machine"], "Scaling: where a run's time goes"),
         f"Load average at the end: {record['machine'].get('load_average_at_end')}.",
         "",
-        "## Inputs",
-        "",
-        f"- Whole episodes: `{inputs['log']}`, running reward {level:g} at episode "
-        f"{inputs['episodes_to_level']:,}, {inputs['steps_to_level'] / 1e6:.1f}M steps.",
-        f"- Batches of steps (S = {settings['batch_steps']:,}): games of "
-        f"`{inputs['steps_games']}`, {inputs['steps_to_level_steps'] / 1e6:.1f}M steps to "
-        f"{level:g} ({inputs['steps_from']}); points from `{inputs['points']}`.",
-        f"- One actor: {1 / costs['step_s']:,.0f} steps/s ({inputs['speed_source']}).",
-        f"- Measured here: weights to a worker {costs['weights_s'] * 1e3:.1f} ms; way back "
-        f"{costs['return_s_per_step'] * 1e9:.0f} ns a step; a stream loaded + saved "
-        f"{(stream['load_s'] + stream['save_s']) * 1e3:.2f} ms between games, "
-        f"{(stream['load_paused_s'] + stream['save_paused_s']) * 1e3:.2f} ms paused; the CPU "
-        f"update on {len(inputs['cpu_update']) + len(inputs['cpu_update_steps'])} synthetic "
-        "batches (in the JSON).",
-        "- GPU update: " + ("; ".join(inputs["gpu_sources"]) or "none committed") + ".",
+        f"Inputs (all in the JSON): whole episodes `{inputs['log']}` "
+        f"({inputs['steps_to_level'] / 1e6:.1f}M steps to {level:g}); batches of steps "
+        f"`{inputs['steps_games']}`'s games, {inputs['steps_to_level_steps'] / 1e6:.1f}M steps "
+        f"({inputs['steps_from']}); one actor {1 / costs['step_s']:,.0f} steps/s "
+        f"({inputs['speed_source']}); CPU update and other costs measured here; GPU update "
+        + ("; ".join(inputs["gpu_sources"]) or "none committed")
+        + ".",
         "",
         "## Modelled, side by side (CPU update)",
         "",
@@ -139,6 +131,7 @@ def figure(record: dict[str, Any], path: Path) -> None:
     """Steps/s and time to the level against cores, both modes and every device."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig = Figure(figsize=(12, 5), dpi=100)
     FigureCanvasAgg(fig)
@@ -159,8 +152,13 @@ def figure(record: dict[str, Any], path: Path) -> None:
     checks = record["check"]
     speed.plot([r["cores"] for r in checks], [r["measured_steps_per_s"] for r in checks], "kx",
                markersize=10, label="training measured here")  # fmt: skip
+    cores = sorted({r["cores"] for r in record["model"] if r["actors"] == "processes"})
     for ax, title in ((speed, "training steps/s"), (hours, "minutes to the level")):
-        ax.set(xscale="log", yscale="log", xlabel="cores (actors)", title=f"{title} (modelled)")
+        ax.set_xscale("log", base=2)
+        ax.set(yscale="log", xlabel="cores (actors)", title=f"{title} (modelled)")
+        ax.set_xticks(cores, [str(n) for n in cores])
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     speed.legend(fontsize=7)
     fig.tight_layout()
