@@ -336,14 +336,15 @@ def _memory_tips(cfg: TrainConfig, training: bool) -> list[str]:
     """What would shrink the memory that ran out, for the error message.
 
     Before the first batch only the weights exist (W1 is H x 6400, with as
-    much again for the RMSProp cache and gradient), so only --hidden helps;
-    in an update the batch's activations (steps x H) count too. --dtype
-    float32 is offered only to a float64 run.
+    much again for its gradient and for each of the optimizer's moments), so
+    only --hidden helps; in an update the batch's activations (steps x H)
+    count too, and the flag that sizes the batch is --batch-steps where it is
+    set. --dtype float32 is offered only to a float64 run.
     """
     w1 = cfg.hidden * INPUT_SIZE * np.dtype(cfg.dtype).itemsize
     tips = [f"a smaller --hidden (W1 alone is {_size(w1)} at --hidden {cfg.hidden})"]
     if training:
-        tips.insert(0, "a smaller --batch-size")
+        tips.insert(0, "a smaller --batch-steps" if cfg.batch_steps else "a smaller --batch-size")
     if cfg.dtype != "float32":
         tips.append("--dtype float32")
     return tips

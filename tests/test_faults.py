@@ -577,6 +577,9 @@ def test_out_of_memory_tips_name_only_what_would_help() -> None:
         "a smaller --hidden (W1 alone is 9.77 MiB at --hidden 200)",
         "--dtype float32",
     ]
+    # A batch of steps is sized by --batch-steps, not by its slots.
+    steps = TrainConfig(hidden=200, batch_size=20, batch_steps=34_000)
+    assert _memory_tips(steps, training=True)[0] == "a smaller --batch-steps"
 
 
 def _cupy_or_skip() -> None:
