@@ -72,23 +72,33 @@ def crossings(records: list[dict[str, Any]]) -> dict[str, dict[str, float] | Non
     return out
 
 
-def _last_running_reward(log: Path) -> float | None:
-    """The running reward of the last complete line of a run's log, if any."""
+def _last_record(log: Path) -> dict[str, Any]:
+    """The last complete line of a run's log; {} if none."""
     try:
         lines = log.read_text().splitlines()
     except OSError:
-        return None
+        return {}
     for line in reversed(lines):
         try:
-            return float(json.loads(line)["running_reward"])
+            record = json.loads(line)
+            float(record["running_reward"])
+            return record
         except (ValueError, KeyError, TypeError):
             continue  # a line being written
-    return None
+    return {}
 
 
-def _reached(log: Path, until: float | None) -> bool:
-    value = _last_running_reward(log) if until is not None else None
-    return value is not None and until is not None and value >= until
+def _stop_reason(log: Path, until: float | None, max_steps: float | None) -> str:
+    """Why a screen needs no more of this run ("" while it does)."""
+    last = _last_record(log)
+    if not last:
+        return ""
+    if until is not None and float(last["running_reward"]) >= until:
+        return f"reached {until:g}"
+    if max_steps is not None and int(last.get("total_steps", 0)) >= max_steps:
+        short = f" without reaching {until:g}" if until is not None else ""
+        return f"played {max_steps:,.0f} steps{short}"
+    return ""
 
 
 def run_all(
@@ -97,11 +107,14 @@ def run_all(
     jobs: int,
     until: float | None = None,
     tensorboard: bool = False,
+    max_steps: float | None = None,
 ) -> None:
     """Run (or resume) each ``(name, flags, stem)`` to ``episodes``, ``jobs`` at a time.
 
     With ``until``, a run also stops (SIGTERM: it saves and can be resumed)
-    once its running reward reaches that level: a screen needs no more. With
+    once its running reward reaches that level: a screen needs no more; with
+    ``max_steps``, also once it has played that many emulator steps (a screen's
+    cut-off: a run that needs more fails it). With
     ``tensorboard``, a new run also writes TensorBoard events (with the
     per-batch policy figures of ``pongxp.diagnostics``) into its run folder's ``tb/``.
     """
@@ -110,7 +123,7 @@ def run_all(
         run = Run(stem)  # the run's folder: runs_dir/<name>-s<seed>
         log = run.log
         done = len(log.read_text().splitlines()) if log.exists() else 0
-        if done >= episodes or _reached(log, until):
+        if done >= episodes or _stop_reason(log, until, max_steps):
             continue
         ckpt = run.checkpoint
         start = ["--resume", str(stem)] if ckpt.exists() else ["--run", str(stem), *flags]
@@ -132,10 +145,11 @@ def run_all(
         time.sleep(5)
         for item in list(running):
             name, proc, log = item
-            if proc.poll() is None and _reached(log, until):
+            reason = _stop_reason(log, until, max_steps) if proc.poll() is None else ""
+            if reason:
                 proc.terminate()  # train.py saves on SIGTERM
                 proc.wait()
-                print(f"reached {until:g}: {name}", flush=True)
+                print(f"{reason}: {name}", flush=True)
                 running.remove(item)
             elif proc.poll() is not None:
                 running.remove(item)
@@ -330,6 +344,10 @@ def main(argv: list[str] | None = None) -> None:
         "--until", type=float, default=None, metavar="R",
         help="also stop each run once its running reward reaches R (a screen, e.g. -10)",
     )  # fmt: skip
+    parser.add_argument(
+        "--max-steps", type=float, default=None, metavar="N",
+        help="also stop each run once it has played N emulator steps (a screen's cut-off)",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=usable_cores(), help="runs at once")
     parser.add_argument(
         "--tensorboard", action="store_true",
@@ -356,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, flags in settings.items()
             for seed in args.seeds
         ]
-        run_all(runs, args.episodes, args.jobs, args.until, args.tensorboard)
+        run_all(runs, args.episodes, args.jobs, args.until, args.tensorboard, args.max_steps)
     record: dict[str, Any] = {
         "machine": machine.describe(),
         "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},

@@ -279,3 +279,22 @@ def test_profile_update_times_every_piece_on_the_cpu(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "profile-update.json").read_text())
     assert all(isinstance(v, float) and v > 0 for v in record["cpu"].values()), record["cpu"]
     assert {"forward", "backward", "rmsprop", "whole update"} <= set(record["cpu"])
+
+
+def test_bench_learning_stops_a_screened_run_at_its_step_cut_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-steps ends a run that needs more (it saves and could resume), and a run
+    already past the cut-off is not started again."""
+    bench_learning = bench_script("bench_learning")
+    flags = ["--presets", "--setting", "tiny", "--hidden 8 --batch-size 1", "--seeds", "0"]
+    flags += ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "t"]
+    bench_learning.main([*flags, "--episodes", "100000", "--max-steps", "1", "--jobs", "1"])
+    assert "played 1 steps: tiny-s0" in capsys.readouterr().out
+    log = tmp_path / "runs" / "tiny-s0" / "metrics.jsonl"
+    played = len(log.read_text().splitlines())
+    assert 1 <= played < 100000 and (log.parent / "checkpoint.npz").exists()
+    bench_learning.main([*flags, "--episodes", "100000", "--max-steps", "1", "--jobs", "1"])
+    assert "start tiny-s0" not in capsys.readouterr().out
+    assert len(log.read_text().splitlines()) == played
+    assert "tiny" in json.loads((tmp_path / "t.json").read_text())["table"]
