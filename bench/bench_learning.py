@@ -250,6 +250,12 @@ def _cell(hit: dict[str, float] | None, runs_to: int) -> str:
     return f"{hit['episode']:,} ep, {hit['steps'] / 1e6:.1f}M steps, {hit['minutes']:.0f} min"
 
 
+def _verdict(hit: dict[str, float] | None, runs_to: int) -> str:
+    if hit is None:
+        return f"running reward 0 not reached by episode {runs_to:,}"
+    return "running reward 0 reached at " + _cell(hit, runs_to)
+
+
 def markdown(record: dict[str, Any]) -> str:
     at = record["compare_at"]
     lines = [machine.markdown_header(record["machine"], "Learning speed: time to running reward")]
@@ -330,8 +336,9 @@ def markdown(record: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--presets", nargs="*", default=["karpathy", "fast"], choices=sorted(PRESETS),
-        help="named settings to compare (karpathy = train.py's defaults)",
+        "--presets", nargs="*", default=None, choices=sorted(PRESETS),
+        help="named settings to compare (karpathy = train.py's defaults); default: "
+        "karpathy and fast, or none when --setting names the settings",
     )  # fmt: skip
     parser.add_argument(
         "--setting", nargs=2, action="append", default=[], metavar=("NAME", "FLAGS"),
@@ -364,7 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="learning", help="results file stem")
     args = parser.parse_args(argv)
 
-    settings = {name: preset_flags(name) for name in args.presets}
+    presets = (
+        args.presets if args.presets is not None else [] if args.setting else ["karpathy", "fast"]
+    )
+    settings = {name: preset_flags(name) for name in presets}
     settings.update({name: flags.split() for name, flags in args.setting})
     args.runs.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -393,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         plot_files(wanted, png, labels=[p.name for p in wanted], x=("episode", "steps"))
         record["plot"] = str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png)
     record["verdicts"] = [
-        f"{name} seed {seed}: 0 reached at " + (_cell(r["reached"]["0"], r["episodes"]))
+        f"{name} seed {seed}: " + _verdict(r["reached"]["0"], r["episodes"])
         for name, row in record["table"].items()
         for seed, r in row["seeds"].items()
     ]

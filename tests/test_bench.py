@@ -285,9 +285,9 @@ def test_bench_learning_stops_a_screened_run_at_its_step_cut_off(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--max-steps ends a run that needs more (it saves and could resume), and a run
-    already past the cut-off is not started again."""
+    already past the cut-off is not started again. A --setting alone runs no preset."""
     bench_learning = bench_script("bench_learning")
-    flags = ["--presets", "--setting", "tiny", "--hidden 8 --batch-size 1", "--seeds", "0"]
+    flags = ["--setting", "tiny", "--hidden 8 --batch-size 1", "--seeds", "0"]
     flags += ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "t"]
     bench_learning.main([*flags, "--episodes", "100000", "--max-steps", "1", "--jobs", "1"])
     assert "played 1 steps: tiny-s0" in capsys.readouterr().out
@@ -297,4 +297,8 @@ def test_bench_learning_stops_a_screened_run_at_its_step_cut_off(
     bench_learning.main([*flags, "--episodes", "100000", "--max-steps", "1", "--jobs", "1"])
     assert "start tiny-s0" not in capsys.readouterr().out
     assert len(log.read_text().splitlines()) == played
-    assert "tiny" in json.loads((tmp_path / "t.json").read_text())["table"]
+    record = json.loads((tmp_path / "t.json").read_text())
+    assert set(record["table"]) == {"tiny"}
+    assert record["verdicts"] == [
+        f"tiny seed 0: running reward 0 not reached by episode {played:,}"
+    ]
