@@ -387,7 +387,11 @@ def main(argv: list[str] | None = None) -> None:
         run_all(runs, args.episodes, args.jobs, args.until, args.tensorboard, args.max_steps)
     record: dict[str, Any] = {
         "machine": machine.describe(),
-        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},
+        "settings": {
+            k: machine.shown_path(v) if isinstance(v, Path) else str(v)
+            for k, v in vars(args).items()
+            if k != "out"
+        },
         "note": args.note,
         "compare_at": args.compare_at,
         "table": report(settings, args.seeds, args.runs, args.compare_at),
@@ -401,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         # Steps, not wall time: the runs of a sweep share cores unevenly.
         plot_files(wanted, png, labels=[p.name for p in wanted], x=("episode", "steps"))
-        record["plot"] = str(png.relative_to(ROOT) if png.is_relative_to(ROOT) else png)
+        record["plot"] = machine.shown_path(png)
     record["verdicts"] = [
         f"{name} seed {seed}: " + _verdict(r["reached"]["0"], r["episodes"])
         for name, row in record["table"].items()

@@ -297,6 +297,7 @@ def test_bench_learning_stops_a_screened_run_at_its_step_cut_off(
     bench_learning.main([*flags, "--episodes", "100000", "--max-steps", "1", "--jobs", "1"])
     assert "start tiny-s0" not in capsys.readouterr().out
     assert len(log.read_text().splitlines()) == played
+    assert str(tmp_path) not in (tmp_path / "t.json").read_text()  # no machine's paths
     record = json.loads((tmp_path / "t.json").read_text())
     assert set(record["table"]) == {"tiny"}
     assert record["verdicts"] == [
