@@ -371,9 +371,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="learning", help="results file stem")
     args = parser.parse_args(argv)
 
-    presets = (
-        args.presets if args.presets is not None else [] if args.setting else ["karpathy", "fast"]
-    )
+    presets = args.presets
+    if presets is None:  # the default pair only where no --setting says what to compare
+        presets = [] if args.setting else ["karpathy", "fast"]
     settings = {name: preset_flags(name) for name in presets}
     settings.update({name: flags.split() for name, flags in args.setting})
     args.runs.mkdir(parents=True, exist_ok=True)
