@@ -252,7 +252,9 @@ class TrainConfig:
     optimizer: str = setting(
         "rmsprop", "how the gradient becomes a step: rmsprop (Karpathy's) or adam, an addition "
         "to the tutorial's method (moments with bias correction, beta1 0.9, beta2 0.999); "
-        "both step about --lr per weight, so the same --lr is the place to start; a resume "
+        "Adam averages the gradient over updates, so where it changes sign from batch to "
+        "batch (as a policy gradient's noise does) its step is several times smaller than "
+        "RMSProp's at the same --lr: give it a larger --lr (docs/training.md); a resume "
         "that changes it starts the new optimizer's state from zero", choices=OPTIMIZERS,
         hparam=True,
     )  # fmt: skip
