@@ -51,14 +51,16 @@ def preset_flags(name: str) -> list[str]:
     return [] if name == "karpathy" else ["--preset", name]
 
 
-def crossings(records: list[dict[str, Any]]) -> dict[str, dict[str, float] | None]:
-    """For each threshold, the first episode whose running reward reaches it.
+def crossings(
+    records: list[dict[str, Any]], levels: Sequence[float] = THRESHOLDS
+) -> dict[str, dict[str, float] | None]:
+    """For each level, the first episode whose running reward reaches it.
 
     Returns:
         {"-15": {"episode", "steps", "minutes"} or None if never reached, ...}
     """
     out: dict[str, dict[str, float] | None] = {}
-    for t in THRESHOLDS:
+    for t in levels:
         hit = next((r for r in records if r["running_reward"] >= t), None)
         out[f"{t:g}"] = (
             None
@@ -157,7 +159,9 @@ def run_all(
                 print(f"{status}: {name}", flush=True)
 
 
-def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path, at: int) -> dict:
+def report(
+    settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path, at: int, goal: float
+) -> dict:
     table: dict[str, Any] = {}
     for name, flags in settings.items():
         per_seed = {}
@@ -176,7 +180,8 @@ def report(settings: dict[str, list[str]], seeds: Sequence[int], runs_dir: Path,
                 "running_reward_at": (
                     round(records[at - 1]["running_reward"], 2) if len(records) >= at else None
                 ),
-                "reached": crossings(records),
+                # The table's levels, and the goal the verdict names.
+                "reached": crossings(records, sorted({*THRESHOLDS, goal})),
             }
             # A run folder's tb/; RUNS/<run>-tb for the flat runs of older sweeps.
             tb_dir = runs_dir / f"{name}-s{seed}" / "tb"
@@ -250,10 +255,10 @@ def _cell(hit: dict[str, float] | None, runs_to: int) -> str:
     return f"{hit['episode']:,} ep, {hit['steps'] / 1e6:.1f}M steps, {hit['minutes']:.0f} min"
 
 
-def _verdict(hit: dict[str, float] | None, runs_to: int) -> str:
+def _verdict(goal: float, hit: dict[str, float] | None, runs_to: int) -> str:
     if hit is None:
-        return f"running reward 0 not reached by episode {runs_to:,}"
-    return "running reward 0 reached at " + _cell(hit, runs_to)
+        return f"running reward {goal:g} not reached by episode {runs_to:,}"
+    return f"running reward {goal:g} reached at " + _cell(hit, runs_to)
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -349,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=1500, help="episodes per run")
     parser.add_argument(
         "--until", type=float, default=None, metavar="R",
-        help="also stop each run once its running reward reaches R (a screen, e.g. -10)",
+        help="also stop each run once its running reward reaches R (a screen, e.g. -10); "
+        "the verdicts name R (default: 0, a win); give it with --report-only too",
     )  # fmt: skip
     parser.add_argument(
         "--max-steps", type=float, default=None, metavar="N",
@@ -376,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         presets = [] if args.setting else ["karpathy", "fast"]
     settings = {name: preset_flags(name) for name in presets}
     settings.update({name: flags.split() for name, flags in args.setting})
+    goal = 0.0 if args.until is None else args.until  # a screen's goal, else the win
     args.runs.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if not args.report_only:
@@ -394,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "note": args.note,
         "compare_at": args.compare_at,
-        "table": report(settings, args.seeds, args.runs, args.compare_at),
+        "table": report(settings, args.seeds, args.runs, args.compare_at, goal),
     }
     logs = sorted(p.parent for p in args.runs.glob("*/metrics.jsonl"))  # run folders
     wanted = [p for p in logs if p.name.rsplit("-s", 1)[0] in settings]
@@ -407,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         plot_files(wanted, png, labels=[p.name for p in wanted], x=("episode", "steps"))
         record["plot"] = machine.shown_path(png)
     record["verdicts"] = [
-        f"{name} seed {seed}: " + _verdict(r["reached"]["0"], r["episodes"])
+        f"{name} seed {seed}: " + _verdict(goal, r["reached"][f"{goal:g}"], r["episodes"])
         for name, row in record["table"].items()
         for seed, r in row["seeds"].items()
     ]

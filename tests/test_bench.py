@@ -303,3 +303,7 @@ def test_bench_learning_stops_a_screened_run_at_its_step_cut_off(
     assert record["verdicts"] == [
         f"tiny seed 0: running reward 0 not reached by episode {played:,}"
     ]
+    # A screen's verdict names its goal, here one every episode meets.
+    bench_learning.main([*flags, "--report-only", "--until", "-21"])
+    record = json.loads((tmp_path / "t.json").read_text())
+    assert record["verdicts"][0].startswith("tiny seed 0: running reward -21 reached at 1 ep,")
